@@ -1,0 +1,1 @@
+"""Adapters: one per outside SDK; the only places those SDKs are imported."""

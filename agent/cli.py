@@ -1,0 +1,462 @@
+"""Command line (typer). Thin: renders, maps AgentError to one line and an exit code.
+
+Exit codes: 0 ok, 1 runtime error (or a fault left unhealed), 2 usage/config error,
+3 the stop condition halted the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from agent.errors import EXIT_RUNTIME, AgentError, UsageError
+from agent.textsafe import printable
+
+app = typer.Typer(
+    name="chaos-agent",
+    help="A Chaos Monkey for self-hosted Docker stacks: fault one replica at a time, "
+    "never below a safe number of replicas, always heal.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Check or show the configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+ConfigOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--config", "-c", help="TOML config file (default: $CHAOS_AGENT_CONFIG or built-in)"
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
+
+
+def _fail(exc: AgentError) -> NoReturn:
+    typer.echo(f"chaos-agent: error: {printable(exc.one_line(), 600)}", err=True)
+    raise typer.Exit(exc.exit_code)
+
+
+def _log(message: str) -> None:
+    stamp = time.strftime("%H:%M:%S")
+    typer.echo(f"{stamp} {message}", err=True)
+
+
+def _load(config_path: str | None) -> Any:
+    from agent.config import load_config
+
+    return load_config(config_path)
+
+
+def _engine(config: Any, config_path: str | None, **kwargs: Any) -> Any:
+    from agent.wiring import build_engine
+
+    return build_engine(config, log=_log, config_path=config_path, **kwargs)
+
+
+def _lock(config: Any) -> Any:
+    from agent.ledger import StateLock
+
+    lock = StateLock(config.agent.state_dir)
+    lock.acquire()
+    return lock
+
+
+def _parse_duration(value: str | None, default: float, option: str) -> float:
+    from agent.durations import parse_duration
+
+    if value is None:
+        return default
+    seconds = parse_duration(value, where=option)
+    if seconds <= 0:
+        raise UsageError(f"{option}: must be more than 0, got {value!r}")
+    return seconds
+
+
+def _on_signals(handler: Any) -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda signum, _frame: handler(signal.Signals(signum).name))
+
+
+@app.command()
+def run(
+    config_path: ConfigOpt = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="One fault now, wait for its heal, exit")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Decide and journal, touch nothing")
+    ] = False,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="Make the run's decisions reproducible")
+    ] = None,
+    for_: Annotated[
+        str | None, typer.Option("--for", help="Stop after this long, e.g. 10m")
+    ] = None,
+    live: Annotated[bool, typer.Option("--live/--no-live", help="Live view on a terminal")] = True,
+) -> None:
+    """Run the agent: fault eligible replicas at random until stopped; heal everything on exit."""
+    try:
+        config = _load(config_path)
+        duration = _parse_duration(for_, 0.0, "--for") if for_ else None
+        dry = dry_run or config.agent.dry_run
+        lock = None if dry else _lock(config)
+        view = None
+        log = _log
+        if live and sys.stdout.isatty() and sys.stderr.isatty():
+            try:
+                from agent.live import LiveView
+
+                view = LiveView()
+                log = getattr(view, "log", _log)
+            except ImportError:
+                view = None
+        from agent.wiring import build_engine
+
+        engine = build_engine(config, dry_run=dry, seed=seed, log=log, config_path=config_path)
+        _log(
+            f"chaos-agent on {config.agent.host}: seed {engine.journal.seed}"
+            f"{' (dry-run: nothing will be touched)' if dry else ''}; state in {config.agent.state_dir}"
+        )
+        _on_signals(engine.request_stop)
+        on_tick = None
+        if view is not None:
+            view.start()
+            on_tick = lambda eng: view.update(eng.snapshot())  # noqa: E731
+        try:
+            code = engine.run(duration=duration, once=once, on_tick=on_tick)
+        finally:
+            if view is not None:
+                view.stop()
+            if lock is not None:
+                lock.release()
+    except AgentError as exc:
+        _fail(exc)
+    raise typer.Exit(code)
+
+
+@app.command()
+def targets(
+    config_path: ConfigOpt = None,
+    as_json: JsonOpt = False,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Also list containers that did not opt in")
+    ] = False,
+) -> None:
+    """Groups, members, health, eligibility, and why not."""
+    try:
+        config = _load(config_path)
+        engine = _engine(config, config_path, probes=False)
+        found = engine.discover()
+        if all_:
+            from agent.adapters.docker_engine import DockerEngine, own_container_id
+            from agent.wiring import discover_all_containers
+
+            seen = {t.id for t in found}
+            found += [
+                t
+                for t in discover_all_containers(config, DockerEngine(), own_container_id())
+                if t.id not in seen
+            ]
+        engine.active = _active_or_empty(engine)
+        verdicts = engine.evaluate(found)
+        unavailable = engine.policy.unavailable
+    except AgentError as exc:
+        _fail(exc)
+    if as_json:
+        out = {
+            "sentence": engine.describe(),
+            "unavailable_faults": [
+                {"kind": k, "fault": f, "reason": r} for (k, f), r in sorted(unavailable.items())
+            ],
+            "targets": [
+                {
+                    "kind": v.target.kind,
+                    "id": v.target.id,
+                    "name": v.target.name,
+                    "group": v.target.group,
+                    "state": v.target.state,
+                    "health": v.target.health,
+                    "eligible": v.eligible,
+                    "faults": list(v.faults),
+                    "reason": v.reason,
+                }
+                for v in verdicts
+            ],
+        }
+        typer.echo(json.dumps(out, indent=2))
+        return
+    typer.echo(engine.describe())
+    current = None
+    for v in verdicts:
+        if v.target.group != current:
+            current = v.target.group
+            members = [w for w in verdicts if w.target.group == current]
+            typer.echo(f"\ngroup {printable(current)} ({len(members)} member(s))")
+        health = "" if v.target.health == "none" else f", {v.target.health}"
+        mark = "eligible: " + ", ".join(v.faults) if v.eligible else "not eligible: " + v.reason
+        typer.echo(
+            f"  {printable(v.target.name):<32} {v.target.state}{health:<12} {printable(mark, 300)}"
+        )
+    for (kind, fault), reason in sorted(unavailable.items()):
+        typer.echo(f"\n{kind} fault {fault} unavailable on this host: {reason}")
+
+
+def _active_or_empty(engine: Any) -> list[Any]:
+    try:
+        return engine.ledger.load()
+    except AgentError:
+        return []
+
+
+@app.command()
+def inject(
+    fault: Annotated[str, typer.Argument(help="kill, stop, pause, restart, partition, loss, ...")],
+    target: Annotated[str, typer.Argument(help="Container name or id (or process target name)")],
+    duration: Annotated[str | None, typer.Option("--duration", "-d", help="e.g. 30s")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Skip the replica safety rules")] = False,
+    detach: Annotated[
+        bool, typer.Option("--detach", help="Return at once; the watchdog heals at the deadline")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would happen")] = False,
+    config_path: ConfigOpt = None,
+) -> None:
+    """One fault now (same safety rules unless --force); waits and heals unless --detach."""
+    try:
+        config = _load(config_path)
+        from agent.model import ALL_FAULTS
+
+        if fault not in ALL_FAULTS:
+            raise UsageError(f"unknown fault {fault!r} (known: {', '.join(ALL_FAULTS)})")
+        seconds = _parse_duration(duration, config.schedule.duration, "--duration")
+        dry = dry_run or config.agent.dry_run
+        lock = None if dry else _lock(config)
+        try:
+            engine = _engine(config, config_path, probes=False, dry_run=dry)
+            engine.recover()
+            record = engine.inject_now(fault, target, seconds, force=force)
+            if detach:
+                if engine.start_watchdog is None:
+                    _log(
+                        "warning: the watchdog is disabled; run `chaos-agent heal` after the duration"
+                    )
+                _log(
+                    f"detached: {record.fault} on {printable(record.target_name)} heals at "
+                    f"{time.strftime('%H:%M:%S', time.localtime(record.deadline))}"
+                )
+                raise typer.Exit(0)
+            _on_signals(engine.request_stop)
+            while engine.active and not engine.stop_requested:
+                engine.heal_due()
+                engine.wake.wait(engine.next_wakeup(None))
+                engine.wake.clear()
+            code = engine.shutdown(engine.stop_requested or "done")
+        finally:
+            if lock is not None:
+                lock.release()
+    except AgentError as exc:
+        _fail(exc)
+    raise typer.Exit(code)
+
+
+@app.command()
+def heal(config_path: ConfigOpt = None) -> None:
+    """Heal every fault in the ledger now (and remove tagged leftovers)."""
+    try:
+        config = _load(config_path)
+        lock = _lock(config)
+        try:
+            engine = _engine(config, config_path, probes=False)
+            results = engine.recover()
+            engine.leases.close()
+        finally:
+            lock.release()
+    except AgentError as exc:
+        _fail(exc)
+    for record, outcome in results:
+        typer.echo(
+            f"{record.fault} {printable(record.target_name)}: {outcome.how} {printable(outcome.detail)}"
+        )
+    if engine.active:
+        typer.echo(
+            f"chaos-agent: error: {len(engine.active)} fault(s) could not be healed", err=True
+        )
+        raise typer.Exit(EXIT_RUNTIME)
+    if not results:
+        typer.echo("nothing to heal")
+
+
+@app.command()
+def status(config_path: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Active faults and when each heals."""
+    from agent.ledger import Ledger
+
+    try:
+        config = _load(config_path)
+        records = Ledger(config.agent.state_dir).load()
+    except AgentError as exc:
+        _fail(exc)
+    holder = _lock_holder(config.agent.state_dir)
+    now = time.time()
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "state_dir": str(config.agent.state_dir),
+                    "agent_pid": holder,
+                    "kill_switch": config.agent.kill_switch.exists(),
+                    "active": [
+                        {
+                            **r.to_json(),
+                            "heals_in": round(r.deadline - now, 3),
+                            "stuck": r.heal_attempts >= config.agent.heal_retries,
+                        }
+                        for r in records
+                    ],
+                },
+                indent=2,
+            )
+        )
+        return
+    typer.echo(
+        f"state {config.agent.state_dir}: "
+        f"{'agent running (pid ' + str(holder) + ')' if holder else 'no agent running'}"
+        f"{'; KILL SWITCH ON' if config.agent.kill_switch.exists() else ''}"
+    )
+    if not records:
+        typer.echo("no active faults")
+    for r in records:
+        due = r.deadline - now
+        when = f"heals in {due:.0f}s" if due > 0 else f"overdue by {-due:.0f}s"
+        stuck = (
+            " STUCK: " + printable(r.last_error)
+            if r.heal_attempts >= config.agent.heal_retries
+            else ""
+        )
+        typer.echo(
+            f"{r.fault_id} {r.fault:<9} {printable(r.target_name):<30} {r.group:<20} {when}{stuck}"
+        )
+
+
+def _lock_holder(state_dir: Path) -> int | None:
+    import fcntl
+
+    path = state_dir / "agent.lock"
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    except BlockingIOError:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        return int(text) if text.isdigit() else -1
+    finally:
+        os.close(fd)
+
+
+@config_app.command("check")
+def config_check(config_path: ConfigOpt = None) -> None:
+    """Validate the configuration; one line per problem, exit 2 if invalid."""
+    try:
+        config = _load(config_path)
+    except AgentError as exc:
+        _fail(exc)
+    typer.echo(f"{config.source}: ok")
+
+
+@config_app.command("show")
+def config_show(config_path: ConfigOpt = None) -> None:
+    """Print the effective configuration (every key, defaults filled in)."""
+    import dataclasses
+
+    try:
+        config = _load(config_path)
+    except AgentError as exc:
+        _fail(exc)
+    typer.echo(json.dumps(dataclasses.asdict(config), indent=2, default=str))
+
+
+@config_app.command("default")
+def config_default() -> None:
+    """Print the embedded default configuration as TOML."""
+    from agent.config import DEFAULT_CONFIG_TOML
+
+    typer.echo(DEFAULT_CONFIG_TOML, nl=False)
+
+
+@app.command()
+def report(
+    journal_path: Annotated[
+        str | None, typer.Option("--journal", help="Journal file (default: the state directory's)")
+    ] = None,
+    as_json: JsonOpt = False,
+    html: Annotated[str | None, typer.Option("--html", help="Also write a self-contained HTML timeline")] = None,
+    config_path: ConfigOpt = None,
+) -> None:
+    """What the run showed: per fault, per group (survived/degraded/outage), availability."""
+    from agent.journal import read_journal
+    from agent.report import build_report, render_table, report_to_json
+    from agent.report_html import render_html
+
+    try:
+        path = Path(journal_path) if journal_path else _load(config_path).agent.journal
+        if not path.is_file():
+            raise UsageError(f"journal {path} does not exist", hint="pass --journal PATH")
+        events = list(read_journal(path))
+    except AgentError as exc:
+        _fail(exc)
+    rep = build_report(events)
+    if as_json:
+        typer.echo(json.dumps(report_to_json(rep), indent=2))
+    else:
+        typer.echo(render_table(rep), nl=False)
+    if html:
+        try:
+            Path(html).write_text(render_html(rep, events), encoding="utf-8")
+        except OSError as exc:
+            _fail(AgentError(f"cannot write {html}: {exc.strerror}"))
+        typer.echo(f"wrote {html}", err=True)
+
+
+def _mount_optional() -> None:
+    """Sub-commands that live in their own modules."""
+    try:
+        from agent.coordinator.cli import app as coordinator_app
+    except ImportError:
+        pass
+    else:
+        app.add_typer(
+            coordinator_app, name="coordinator", help="The fleet coordinator (leases over SSH)."
+        )
+
+
+_mount_optional()
+
+
+def main() -> None:
+    try:
+        app()
+    except AgentError as exc:  # raised outside a command body
+        typer.echo(f"chaos-agent: error: {printable(exc.one_line(), 600)}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - never a traceback for users
+        if os.environ.get("CHAOS_AGENT_DEBUG"):
+            raise
+        typer.echo(
+            f"chaos-agent: internal error: {exc.__class__.__name__}: {printable(str(exc), 300)} "
+            "(set CHAOS_AGENT_DEBUG=1 for a traceback)",
+            err=True,
+        )
+        sys.exit(EXIT_RUNTIME)

@@ -1,0 +1,113 @@
+"""Coordinator policy: a TOML file on the coordinator host -> a validated, frozen dataclass.
+
+Every error names the file and the key path. Example (every key, with defaults)::
+
+    [fleet]
+    max_concurrent = 1        # live leases fleet-wide
+    max_per_group = 1         # live leases per group, across hosts
+    min_healthy = 1           # healthy replicas per group fleet-wide that must remain
+    min_gap = "30s"           # between two grants, fleet-wide
+    lease_ttl = "60s"         # a lease not renewed within this is expired
+    max_duration = "10m"      # longest fault an agent may ask for
+    report_max_age = "5m"     # older group reports are not counted as healthy replicas
+    faults = []               # allowed fault names; empty: any
+    windows = []              # e.g. ["Mon-Fri 09:00-17:00"]; empty: any time
+    timezone = "UTC"
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent import model
+from agent.config import Window, _check_timezone, _Table, parse_window
+from agent.errors import ConfigError
+
+EXAMPLE_POLICY_TOML = """\
+# chaos-agent coordinator policy (every key shown with its default)
+[fleet]
+max_concurrent = 1        # live leases fleet-wide
+max_per_group = 1         # live leases per group, across hosts
+min_healthy = 1           # healthy replicas per group fleet-wide that must remain
+min_gap = "30s"           # minimum time between two grants, fleet-wide
+lease_ttl = "60s"         # a lease not renewed within this expires
+max_duration = "10m"      # longest fault an agent may ask for
+report_max_age = "5m"     # older group reports do not count as healthy replicas
+faults = []               # allowed faults, e.g. ["pause", "kill"]; empty: any
+windows = []              # e.g. ["Mon-Fri 09:00-17:00"]; empty: any time
+timezone = "UTC"
+"""
+
+
+@dataclass(frozen=True)
+class Policy:
+    max_concurrent: int = 1
+    max_per_group: int = 1
+    min_healthy: int = 1
+    min_gap: float = 30.0
+    lease_ttl: float = 60.0
+    max_duration: float = 600.0
+    report_max_age: float = 300.0
+    faults: frozenset[str] = frozenset()
+    windows: tuple[Window, ...] = ()
+    timezone: str = "UTC"
+    source: str = "<default>"
+
+
+def parse_policy(data: dict[str, Any], *, source: str = "<policy>") -> Policy:
+    root = _Table(data, "", source)
+    f = root.table("fleet")
+    faults = f.str_list("faults", ())
+    for i, name in enumerate(faults):
+        if name not in model.ALL_FAULTS:
+            raise ConfigError(
+                f"{source}: fleet.faults[{i}]: unknown fault {name!r} "
+                f"(known: {', '.join(model.ALL_FAULTS)})"
+            )
+    windows_raw = f.str_list("windows", ())
+    policy = Policy(
+        max_concurrent=f.int("max_concurrent", 1, minimum=0, maximum=10_000),
+        max_per_group=f.int("max_per_group", 1, minimum=0, maximum=10_000),
+        min_healthy=f.int("min_healthy", 1, minimum=0, maximum=10_000),
+        min_gap=f.duration("min_gap", 30.0),
+        lease_ttl=f.duration("lease_ttl", 60.0, minimum=1.0),
+        max_duration=f.duration("max_duration", 600.0, minimum=0.1),
+        report_max_age=f.duration("report_max_age", 300.0, minimum=1.0),
+        faults=frozenset(faults),
+        windows=tuple(
+            parse_window(w, f"{source}: fleet.windows[{i}]") for i, w in enumerate(windows_raw)
+        ),
+        timezone=f.str("timezone", "UTC"),
+        source=source,
+    )
+    _check_timezone(policy.timezone, f"{source}: fleet.timezone")
+    if policy.lease_ttl > 86400:
+        raise f.err("lease_ttl", "must be at most 1d")
+    f.done()
+    root.done()
+    return policy
+
+
+def load_policy(path: str | os.PathLike[str]) -> Policy:
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"policy file {p} does not exist (create it with `coordinator init`)"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"policy file {p} cannot be read: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not valid UTF-8 at byte {exc.start}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: malformed TOML: {exc}") from None
+    return parse_policy(data, source=str(p))

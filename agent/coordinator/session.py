@@ -1,0 +1,170 @@
+"""Server side of one agent's SSH session: what sshd's forced command runs.
+
+Reads request lines from stdin, writes one reply line per request to stdout, and
+exits cleanly on EOF. The agent's identity is the host name given on the command
+line by the forced command of its key, never anything the client sends (a request
+carrying a "host" field is refused). Nothing here raises on bad input: every
+malformed, oversized or non-UTF-8 line gets an error reply and changes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import BinaryIO
+
+from agent.coordinator import protocol
+from agent.coordinator.admission import Refusal
+from agent.coordinator.policy import Policy, load_policy
+from agent.coordinator.protocol import ProtocolError
+from agent.coordinator.store import Store
+from agent.errors import AgentError, ConfigError
+
+
+class PolicyCache:
+    """Loads the policy file, and again whenever it changes on disk."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stamp: tuple[int, int, int] | None = None
+        self.policy: Policy | None = None
+        self.error = ""
+
+    def get(self) -> Policy | None:
+        try:
+            st = os.stat(self.path)
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except OSError:
+            stamp = (0, 0, 0)
+        if stamp != self._stamp:
+            self._stamp = stamp
+            try:
+                self.policy, self.error = load_policy(self.path), ""
+            except ConfigError as exc:
+                self.policy, self.error = None, exc.one_line()
+        return self.policy
+
+
+class Session:
+    def __init__(self, host: str, store: Store, policies: PolicyCache) -> None:
+        if not protocol.valid_host(host):
+            raise ConfigError(f"invalid host name {host[:80]!r}: use [A-Za-z0-9._-]{{1,64}}")
+        self.host = host
+        self.store = store
+        self.policies = policies
+
+    def handle(self, line: bytes) -> bytes:
+        """One request line (without its newline) -> one reply line. Never raises."""
+        try:
+            request = protocol.parse_request(line)
+        except ProtocolError as exc:
+            return protocol.error_reply(exc.request_id, "bad_request", exc.one_line())
+        try:
+            return self._dispatch(request)
+        except AgentError as exc:
+            return protocol.error_reply(request.id, "unavailable", exc.one_line())
+        except Exception as exc:  # noqa: BLE001 - one bad request must not end the session
+            return protocol.error_reply(request.id, "internal", type(exc).__name__)
+
+    def _policy(self) -> Policy | Refusal:
+        policy = self.policies.get()
+        if policy is None:
+            return Refusal("halted", f"coordinator policy unusable: {self.policies.error}")
+        return policy
+
+    def _dispatch(self, req: protocol.Request) -> bytes:
+        if isinstance(req, protocol.Acquire):
+            policy = self._policy()
+            if isinstance(policy, Refusal):
+                self.store.touch(self.host, "acquire")
+                return protocol.error_reply(req.id, "policy", policy.reason)
+            granted = self.store.acquire(
+                policy, self.host, req.group, req.fault, req.duration, req.report
+            )
+            if isinstance(granted, Refusal):
+                return protocol.error_reply(req.id, granted.code, granted.reason)
+            return protocol.ok_reply(
+                req.id,
+                lease_id=granted.lease_id,
+                token=granted.token,
+                ttl=granted.ttl,
+                host=self.host,
+            )
+        if isinstance(req, protocol.Renew):
+            policy = self._policy()
+            if isinstance(policy, Refusal):
+                self.store.touch(self.host, "renew")
+                return protocol.error_reply(req.id, "policy", policy.reason)
+            renewed = self.store.renew(policy, self.host, req.lease_id, req.token)
+            if isinstance(renewed, Refusal):
+                return protocol.error_reply(req.id, renewed.code, renewed.reason)
+            return protocol.ok_reply(
+                req.id, lease_id=renewed.lease_id, token=renewed.token, ttl=renewed.ttl
+            )
+        if isinstance(req, protocol.Release):
+            refused = self.store.release(self.host, req.lease_id, req.token)
+            if refused is not None:
+                return protocol.error_reply(req.id, refused.code, refused.reason)
+            return protocol.ok_reply(req.id, released=True)
+        if isinstance(req, protocol.Report):
+            self.store.report(self.host, req.groups)
+            return protocol.ok_reply(req.id)
+        status = self.store.status(history=0)
+        policy = self.policies.get()
+        return protocol.ok_reply(
+            req.id,
+            host=self.host,
+            halted=status["halted"],
+            halt_reason=status["halt_reason"],
+            live=len(status["live"]),
+            mine=[
+                {"lease_id": s["lease_id"], "token": s["token"], "expires_in": s["expires_in"]}
+                for s in status["live"]
+                if s["host"] == self.host
+            ],
+            policy_ok=policy is not None,
+        )
+
+
+def read_line(stream: BinaryIO, limit: int) -> tuple[bytes | None, bool]:
+    """(line without newline, too_long). (None, False) at EOF; a partial last line is dropped."""
+    chunk = stream.readline(limit + 1)
+    if not chunk.endswith(b"\n"):
+        if len(chunk) <= limit:
+            return None, False  # EOF (possibly mid-line: the request never completed)
+        while True:  # too long: discard up to the next newline
+            chunk = stream.readline(limit + 1)
+            if not chunk:
+                return None, False
+            if chunk.endswith(b"\n"):
+                return b"", True
+    line = chunk[:-1]
+    if len(line) > limit - 1:
+        return b"", True
+    return line, False
+
+
+def serve(host: str, db: Path, policy: Path, stdin: BinaryIO, stdout: BinaryIO) -> int:
+    """Serve requests until EOF. Returns the process exit code."""
+    store = Store(db)
+    try:
+        session = Session(host, store, PolicyCache(policy))
+        while True:
+            line, too_long = read_line(stdin, protocol.MAX_LINE)
+            if line is None:
+                return 0
+            if too_long:
+                reply = protocol.error_reply(
+                    None, "bad_request", f"line longer than {protocol.MAX_LINE} bytes"
+                )
+            else:
+                reply = session.handle(line)
+            try:
+                stdout.write(reply)
+                stdout.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                return 0
+    finally:
+        with contextlib.suppress(Exception):
+            store.close()

@@ -1,0 +1,77 @@
+"""The narrow protocol every fault implements, and the registry the engine uses.
+
+A fault is an object with a name and the target kind it applies to. The engine
+writes an ActiveFault to the ledger *before* calling `inject`, so `heal` must work
+from that record alone (after a crash `extra` may be empty). `heal` is idempotent,
+re-inspects the target, leaves a restarted/recreated target alone, and reports
+healed only once the state is verified.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol, runtime_checkable
+
+from agent.model import ActiveFault, HealOutcome, Target, TargetKind
+
+
+@runtime_checkable
+class Fault(Protocol):
+    name: str
+    kind: TargetKind  # the kind of target it applies to
+
+    def unavailable(self) -> str | None:
+        """None if this host can perform the fault, else a one-line reason."""
+        ...
+
+    def refuse(self, target: Target) -> str | None:
+        """None if the fault applies to this target, else a reason (e.g. host network)."""
+        ...
+
+    def artifacts(
+        self, fault_id: str, target: Target, params: Mapping[str, Any]
+    ) -> tuple[str, ...]:
+        """Names of everything inject will create, derived from the fault id only."""
+        ...
+
+    def inject(self, record: ActiveFault) -> Mapping[str, Any]:
+        """Do the fault. Returns facts to merge into the record's `extra`."""
+        ...
+
+    def heal(self, record: ActiveFault) -> HealOutcome:
+        """Undo the fault, idempotently; verify before saying healed."""
+        ...
+
+    def describe(self, record: ActiveFault) -> str:
+        """'pause web-2 for 30s' — used by dry-run and logs."""
+        ...
+
+
+class FaultRegistry:
+    """Faults by (target kind, name)."""
+
+    def __init__(self, faults: Iterable[Fault] = ()) -> None:
+        self._faults: dict[tuple[str, str], Fault] = {}
+        for fault in faults:
+            self.add(fault)
+
+    def add(self, fault: Fault) -> None:
+        self._faults[(fault.kind, fault.name)] = fault
+
+    def get(self, kind: str, name: str) -> Fault | None:
+        return self._faults.get((kind, name))
+
+    def all(self) -> list[Fault]:
+        return list(self._faults.values())
+
+    def names(self, kind: str) -> list[str]:
+        return [n for (k, n) in self._faults if k == kind]
+
+    def unavailable(self) -> dict[tuple[str, str], str]:
+        """Faults this host cannot do, with the reason (probed once, at start)."""
+        out: dict[tuple[str, str], str] = {}
+        for key, fault in self._faults.items():
+            reason = fault.unavailable()
+            if reason:
+                out[key] = reason
+        return out

@@ -1,0 +1,101 @@
+"""Append-only journal: one JSON object per line per event. Best effort by design.
+
+Every event carries: ts (ISO-8601 UTC), t (unix seconds), event, host, dry_run,
+seed, and the fault's fields where one is involved (fault_id, fault, target_kind,
+container_id, container, group, duration, deadline). Event names:
+start, stop, plan, skip, inject, inject_failed, heal, heal_failed, stuck,
+healed_by_environment, recover, probe, halt, lease, error, watchdog.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from agent.model import ActiveFault
+
+
+def fault_fields(record: ActiveFault) -> dict[str, Any]:
+    return {
+        "fault_id": record.fault_id,
+        "fault": record.fault,
+        "target_kind": record.target_kind,
+        "container_id": record.target_id,
+        "container": record.target_name,
+        "group": record.group,
+        "duration": round(record.deadline - record.injected_at, 3),
+        "injected_at": record.injected_at,
+        "deadline": record.deadline,
+        "params": dict(record.params),
+    }
+
+
+class Journal:
+    def __init__(
+        self,
+        path: Path | None,
+        *,
+        host: str,
+        seed: int | None = None,
+        dry_run: bool = False,
+        clock: Any = None,
+    ) -> None:
+        self.path = path
+        self.host = host
+        self.seed = seed
+        self.dry_run = dry_run
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.last_error = ""
+
+    def write(self, event: str, **fields: Any) -> dict[str, Any]:
+        import time
+
+        now = self._clock() if self._clock else time.time()
+        entry: dict[str, Any] = {
+            "ts": dt.datetime.fromtimestamp(now, dt.UTC).isoformat(timespec="milliseconds"),
+            "t": round(now, 3),
+            "event": event,
+            "host": self.host,
+            "seed": self.seed,
+            "dry_run": self.dry_run,
+        }
+        entry.update(fields)
+        if self.path is None:
+            return entry
+        line = json.dumps(entry, ensure_ascii=True, default=str, separators=(",", ":")) + "\n"
+        try:
+            with self._lock:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+                try:
+                    os.write(fd, line.encode("ascii"))
+                finally:
+                    os.close(fd)
+        except OSError as exc:  # the journal is best effort; the ledger is not
+            self.last_error = f"journal {self.path}: {exc.strerror}"
+        return entry
+
+
+def read_journal(path: Path) -> Iterator[dict[str, Any]]:
+    """Events in order; a torn last line (crash mid-write) is skipped."""
+    try:
+        fh = open(path, encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return
+    with fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(value, dict):
+                yield value

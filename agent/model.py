@@ -1,0 +1,160 @@
+"""Plain data shared by every layer: targets, plans, active faults, and every label key.
+
+Pure: standard library only, frozen dataclasses, no I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+# --- the label contract (every key in one place) -----------------------------
+LABEL_ENABLE = "chaos.enable"  # opt-in; value must equal the configured one ("true")
+LABEL_GROUP = "chaos.group"  # explicit replica group name
+LABEL_PROTECT = "chaos.protect"  # "true": never touched
+LABEL_FAULTS = "chaos.faults"  # comma list of allowed faults, e.g. "kill,pause"
+LABEL_AGENT = "chaos.agent"  # set on the agent's own image/container: never a target
+COMPOSE_PROJECT = "com.docker.compose.project"
+COMPOSE_SERVICE = "com.docker.compose.service"
+# host processes opt in through an environment variable (read with psutil)
+PROCESS_GROUP_ENV = "CHAOS_GROUP"
+
+TargetKind = Literal["container", "process"]
+Health = Literal["healthy", "unhealthy", "starting", "none"]
+
+# Every fault the agent knows, by family. Host capabilities decide which are usable.
+CONTAINER_FAULTS = ("kill", "stop", "pause", "restart")
+NETWORK_FAULTS = ("partition", "loss", "latency", "jitter", "bandwidth", "disconnect")
+PROCESS_FAULTS = ("kill", "pause")
+ALL_FAULTS = tuple(dict.fromkeys(CONTAINER_FAULTS + NETWORK_FAULTS))
+
+
+@dataclass(frozen=True)
+class Target:
+    """One thing that may be faulted: a container or a host process."""
+
+    kind: TargetKind
+    id: str  # full container id, or "pid:<pid>:<create_time>" for a process
+    name: str
+    group: str
+    state: str  # docker state: running, paused, exited, restarting, created, dead
+    health: Health = "none"
+    labels: Mapping[str, str] = field(default_factory=dict)
+    opted_in: bool = True
+    protected: bool = False
+    is_self: bool = False  # the agent itself (by id) or a container labelled as an agent
+    allowed_faults: frozenset[str] | None = None  # None: every fault the config enables
+    network_mode: str = ""  # "host", "none", "container:<id>", bridge/user network name
+    pid: int = 0  # host PID of the main process, when known
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    @property
+    def healthy(self) -> bool:
+        """Running and not failing its healthcheck (no healthcheck counts as healthy)."""
+        return self.running and self.health in ("healthy", "none")
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str
+    members: tuple[Target, ...]
+
+    @property
+    def running(self) -> int:
+        return sum(1 for m in self.members if m.running)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the planner decided to do now."""
+
+    fault: str
+    target: Target
+    duration_s: float
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        return f"{self.fault} {self.target.name} ({self.target.group}) for {self.duration_s:g}s"
+
+
+@dataclass(frozen=True)
+class Skip:
+    """The planner decided not to act; `reason` is a sentence for the journal."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class ActiveFault:
+    """A fault as written to the ledger *before* it is injected.
+
+    Everything heal needs is here, so heal works after a crash at any point:
+    the target's pinned identity, the artifact names, the deadline (wall clock,
+    so it survives a restart of the agent).
+    """
+
+    fault_id: str
+    fault: str
+    target_kind: TargetKind
+    target_id: str
+    target_name: str
+    group: str
+    injected_at: float  # wall clock (unix seconds) when the intent was recorded
+    deadline: float  # wall clock (unix seconds) when heal is due
+    started_at: str = ""  # container State.StartedAt (or process create_time) at inject
+    pid: int = 0
+    params: Mapping[str, Any] = field(default_factory=dict)
+    artifacts: tuple[str, ...] = ()  # names of everything inject will create (chains, ...)
+    extra: Mapping[str, Any] = field(default_factory=dict)  # facts inject learned
+    status: Literal["injecting", "active", "healing"] = "injecting"
+    lease: Mapping[str, Any] | None = None
+    heal_attempts: int = 0
+    last_error: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["params"] = dict(self.params)
+        data["extra"] = dict(self.extra)
+        data["artifacts"] = list(self.artifacts)
+        data["lease"] = dict(self.lease) if self.lease is not None else None
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ActiveFault:
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in names}
+        kwargs["artifacts"] = tuple(kwargs.get("artifacts") or ())
+        kwargs["params"] = dict(kwargs.get("params") or {})
+        kwargs["extra"] = dict(kwargs.get("extra") or {})
+        return cls(**kwargs)
+
+    def evolve(self, **changes: Any) -> ActiveFault:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class HealOutcome:
+    """How a heal ended. `healed` means the state was verified, not that a call returned."""
+
+    healed: bool
+    how: Literal["healed", "already", "environment", "gone", "failed"]
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class PastFault:
+    """History the planner sees: when and where faults started."""
+
+    fault: str
+    target_id: str
+    group: str
+    at: float  # wall clock

@@ -1,0 +1,692 @@
+"""What a run did and what it did to the site: built from the journal, nothing else.
+
+Pure: `build_report(events)` takes the journal's events (any order, some of them
+malformed) and returns dataclasses; `render_table` and `report_to_json` present
+them. No I/O here: the CLI reads the journal (agent.journal.read_journal).
+
+How faults are judged (the thresholds are named constants below):
+- A fault lasts from its `inject` event to its `heal` event (same fault_id).
+  Without a heal it is open: still active, or left by a crash; it is drawn up to
+  the end of the journal and flagged.
+- Probe failures from the fault's start until `SETTLE_S` after its end are
+  attributed to it (a replica coming back can still hurt), unless another
+  fault starts in between: from then on they are the next fault's.
+- Time to recover: from the fault's start until every probe that failed has
+  succeeded again after its last attributed failure. None if no probe failed.
+- Verdict per fault: `survived` when no probe failed; `outage` when a probe never
+  recovered, its availability from the fault's start until recovery fell below
+  `DEGRADED_FLOOR`, or it failed for `OUTAGE_STREAK_S` or longer in a row;
+  `degraded` otherwise; `unmeasured` without probe samples; `dry-run` when
+  nothing was injected. A group's verdict is the worst of its faults.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from agent.availability import Ratio, Sample, count_between
+from agent.durations import format_duration
+from agent.textsafe import printable
+
+SETTLE_S = 10.0  # failures up to this long after a fault's heal still count against it
+DEGRADED_FLOOR = 0.90  # availability below this (fault start until recovery) is an outage
+OUTAGE_STREAK_S = 5.0  # failing this long without one success in between is an outage
+
+SURVIVED = "survived"
+DEGRADED = "degraded"
+OUTAGE = "outage"
+UNMEASURED = "unmeasured"
+DRY_RUN = "dry-run"
+_SEVERITY = {DRY_RUN: -2, UNMEASURED: -1, SURVIVED: 0, DEGRADED: 1, OUTAGE: 2}
+
+
+@dataclass(frozen=True)
+class ProbeDuringFault:
+    probe: str
+    during: Ratio  # samples between the fault's start and its end
+    until_recovery: Ratio  # samples between the fault's start and recovery (or its end)
+    longest_down_s: float  # longest run of failures starting during the attribution window
+    recovered_at: float | None  # first success after the last attributed failure
+    failed: bool  # at least one attributed failure
+    recovered: bool  # failed and then succeeded again (True when it never failed)
+
+
+@dataclass(frozen=True)
+class FaultReport:
+    fault_id: str
+    fault: str
+    target: str
+    target_id: str
+    group: str
+    host: str
+    start: float
+    end: float | None  # None: no heal in the journal
+    planned_s: float | None  # the duration the agent planned
+    heal_how: str  # healed | already | environment | gone | "" (open)
+    open: bool
+    stuck: bool
+    dry_run: bool
+    heal_failures: int
+    probes: tuple[ProbeDuringFault, ...]
+    time_to_recover: float | None  # None: no probe failed, or they never recovered
+    recovered: bool
+    verdict: str
+    overlaps: tuple[str, ...]  # fault ids active at the same time (attribution is shared)
+    notes: tuple[str, ...]
+
+    def duration(self, span_end: float) -> float:
+        return (self.end if self.end is not None else span_end) - self.start
+
+    def describe(self) -> str:
+        return f"{self.fault} of {self.target}"
+
+
+@dataclass(frozen=True)
+class GroupVerdict:
+    group: str
+    verdict: str
+    faults: int
+    worst_fault_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ProbeSummary:
+    name: str
+    kind: str
+    endpoint: str
+    overall: Ratio
+    longest_down_s: float
+    first_t: float
+    last_t: float
+
+
+@dataclass(frozen=True)
+class Halt:
+    t: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class Report:
+    span_start: float | None
+    span_end: float | None
+    runs: int
+    hosts: tuple[str, ...]
+    seeds: tuple[Any, ...]
+    dry_run: bool
+    targets: tuple[str, ...]  # the selection sentences from `start` events
+    faults: tuple[FaultReport, ...]
+    groups: tuple[GroupVerdict, ...]
+    probes: tuple[ProbeSummary, ...]
+    single_points_of_failure: tuple[str, ...]  # sentences naming groups that caused an outage
+    halts: tuple[Halt, ...]
+    inject_failed: int
+    skipped_events: int  # events that could not be read (no time, wrong types)
+    samples: Mapping[str, tuple[Sample, ...]] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> str:
+        """The run's overall verdict: the worst group verdict."""
+        return _worst([g.verdict for g in self.groups]) if self.groups else UNMEASURED
+
+    @property
+    def span_s(self) -> float:
+        if self.span_start is None or self.span_end is None:
+            return 0.0
+        return self.span_end - self.span_start
+
+
+# --- building -----------------------------------------------------------------
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _time_of(event: Mapping[str, Any]) -> float | None:
+    t = _number(event.get("t"))
+    if t is not None:
+        return t
+    ts = event.get("ts")
+    if isinstance(ts, str):
+        try:
+            parsed = dt.datetime.fromisoformat(ts)
+        except ValueError:
+            return None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=dt.UTC)
+        return parsed.timestamp()
+    return None
+
+
+def _text(value: object, default: str = "") -> str:
+    return value if isinstance(value, str) else default
+
+
+def _ordered(events: Iterable[object]) -> tuple[list[tuple[float, dict[str, Any]]], int]:
+    """Events sorted by time (stable), plus how many were unreadable."""
+    good: list[tuple[float, int, dict[str, Any]]] = []
+    bad = 0
+    for i, event in enumerate(events):
+        if not isinstance(event, dict) or not isinstance(event.get("event"), str):
+            bad += 1
+            continue
+        t = _time_of(event)
+        if t is None:
+            bad += 1
+            continue
+        good.append((t, i, event))
+    good.sort(key=lambda item: (item[0], item[1]))
+    return [(t, e) for t, _, e in good], bad
+
+
+class _Fault:
+    def __init__(self, fault_id: str, event: Mapping[str, Any], start: float) -> None:
+        self.fault_id = fault_id
+        self.fault = _text(event.get("fault"), "?")
+        self.target = _text(event.get("container"), "?")
+        self.target_id = _text(event.get("container_id"))
+        self.group = _text(event.get("group"), "?")
+        self.host = _text(event.get("host"))
+        self.dry_run = event.get("dry_run") is True
+        self.planned = _number(event.get("duration"))
+        self.start = start
+        self.end: float | None = None
+        self.heal_how = ""
+        self.stuck = False
+        self.heal_failures = 0
+        self.inject_seen = False
+        self.notes: list[str] = []
+
+
+def _probe_window(
+    name: str, samples: Sequence[Sample], start: float, end: float, settle_end: float
+) -> ProbeDuringFault:
+    """One probe's figures for one fault; `samples` sorted by time."""
+    first = bisect.bisect_left(samples, (start, False))
+    during = count_between(samples[first : bisect.bisect_right(samples, (end, True))], start, end)
+    longest = 0.0
+    streak_from: float | None = None
+    last_fail: float | None = None  # last failure that belongs to this fault
+    recovered_at: float | None = None
+    for t, ok in samples[first:]:
+        if not ok:
+            if streak_from is None:
+                if t > settle_end:
+                    break  # a new failure after the window belongs to someone else
+                streak_from = t
+            last_fail = t
+            recovered_at = None
+        elif streak_from is not None:
+            longest = max(longest, t - streak_from)
+            streak_from = None
+            recovered_at = t
+        elif t > settle_end:
+            break
+    if streak_from is not None and last_fail is not None:
+        longest = max(longest, last_fail - streak_from)
+    if last_fail is None:
+        return ProbeDuringFault(name, during, during, 0.0, None, False, True)
+    until_end = max(end, recovered_at if recovered_at is not None else settle_end)
+    until = count_between(
+        samples[first : bisect.bisect_right(samples, (until_end, True))], start, until_end
+    )
+    return ProbeDuringFault(
+        name, during, until, longest, recovered_at, True, recovered_at is not None
+    )
+
+
+def _judge(windows: Sequence[ProbeDuringFault]) -> str:
+    if not any(w.until_recovery.total for w in windows):
+        return UNMEASURED
+    if not any(w.failed for w in windows):
+        return SURVIVED
+    for w in windows:
+        if not w.failed:
+            continue
+        value = w.until_recovery.value
+        if not w.recovered or w.longest_down_s >= OUTAGE_STREAK_S:
+            return OUTAGE
+        if value is not None and value < DEGRADED_FLOOR:
+            return OUTAGE
+    return DEGRADED
+
+
+def _worst(verdicts: Iterable[str]) -> str:
+    return max(verdicts, key=lambda v: _SEVERITY.get(v, 0), default=UNMEASURED)
+
+
+def _fault_figures(f: FaultReport) -> str:
+    parts = []
+    for w in f.probes:
+        if not w.failed:
+            continue
+        text = f"probe {w.probe!r} at {w.until_recovery.percent()} until recovery"
+        if w.longest_down_s:
+            text += f", down {format_duration(w.longest_down_s)} in a row"
+        if not w.recovered:
+            text += ", never recovered"
+        parts.append(text)
+    return "; ".join(parts)
+
+
+def build_report(events: Iterable[object]) -> Report:
+    """Read the journal's events (any order, malformed ones skipped) into a Report."""
+    ordered, skipped = _ordered(events)
+    faults: dict[str, _Fault] = {}
+    samples: dict[str, list[Sample]] = {}
+    probe_meta: dict[str, tuple[str, str]] = {}
+    halts: list[Halt] = []
+    hosts: dict[str, None] = {}
+    seeds: dict[Any, None] = {}
+    targets: dict[str, None] = {}
+    runs = inject_failed = 0
+    any_dry = False
+    all_dry = True
+
+    for t, e in ordered:
+        kind = e["event"]
+        if isinstance(e.get("host"), str):
+            hosts[e["host"]] = None
+        if kind == "probe":
+            name, ok = e.get("probe"), e.get("ok")
+            if not isinstance(name, str) or not isinstance(ok, bool):
+                skipped += 1
+                continue
+            samples.setdefault(name, []).append((t, ok))
+            probe_meta[name] = (_text(e.get("kind")), _text(e.get("endpoint")))
+            continue
+        if kind == "start":
+            runs += 1
+            if isinstance(e.get("seed"), int | str) and not isinstance(e.get("seed"), bool):
+                seeds[e["seed"]] = None
+            if e.get("dry_run") is True:
+                any_dry = True
+            else:
+                all_dry = False
+            sentence = e.get("targets")
+            if isinstance(sentence, str) and sentence:
+                targets[sentence] = None
+            continue
+        if kind == "halt":
+            halts.append(Halt(t, _text(e.get("reason"), "no reason given")))
+            continue
+        if kind == "inject_failed":
+            inject_failed += 1
+            continue
+        fid = e.get("fault_id")
+        if kind not in ("inject", "heal", "heal_failed", "stuck"):
+            continue
+        if not isinstance(fid, str) or not fid:
+            skipped += 1
+            continue
+        f = faults.get(fid)
+        if kind == "inject":
+            if f is None:
+                f = faults[fid] = _Fault(fid, e, t)
+            elif not f.inject_seen:  # a heal came first (clock skew): take the real start
+                f.start = t
+            f.inject_seen = True
+        elif kind == "heal":
+            if f is None:
+                started = _number(e.get("injected_at"))
+                if started is None:
+                    skipped += 1
+                    continue
+                f = faults[fid] = _Fault(fid, e, started)
+                f.notes.append("its inject event is missing from the journal")
+            if f.end is None:
+                f.end = t
+                f.heal_how = _text(e.get("how"), "healed")
+                f.stuck = False
+        elif f is not None and kind == "heal_failed":
+            f.heal_failures += 1
+        elif f is not None and kind == "stuck":
+            f.stuck = True
+
+    span_start = ordered[0][0] if ordered else None
+    span_end = ordered[-1][0] if ordered else None
+    sorted_samples = {name: sorted(samples[name]) for name in sorted(samples)}
+    intervals = {
+        fid: (f.start, f.end if f.end is not None else (span_end or f.start))
+        for fid, f in faults.items()
+    }
+
+    reports: list[FaultReport] = []
+    for fid, f in sorted(faults.items(), key=lambda item: (item[1].start, item[0])):
+        start, end = intervals[fid]
+        notes = list(f.notes)
+        if end < start:
+            notes.append("its heal is journaled before its inject (clock skew)")
+            end = start
+        if f.end is None:
+            notes.append(
+                "no heal in the journal: still active, or left behind by a crash "
+                "(the next start reconciles it)"
+            )
+        if f.stuck:
+            notes.append("marked stuck: heal kept failing")
+        overlaps = tuple(
+            other
+            for other, (s2, e2) in intervals.items()
+            if other != fid and s2 <= end and start <= e2
+        )
+        # failures after a heal are this fault's, until the next fault begins
+        later = [s2 for other, (s2, _) in intervals.items() if other != fid and s2 > end]
+        settle_end = min([end + SETTLE_S, *later])
+        windows = tuple(
+            _probe_window(name, s, start, end, settle_end) for name, s in sorted_samples.items()
+        )
+        failed = [w for w in windows if w.failed]
+        recovered = all(w.recovered for w in windows)
+        ttr: float | None = None
+        if failed and recovered:
+            ttr = max(w.recovered_at or start for w in failed) - start
+        verdict = DRY_RUN if f.dry_run else _judge(windows)
+        reports.append(
+            FaultReport(
+                fault_id=fid,
+                fault=f.fault,
+                target=f.target,
+                target_id=f.target_id,
+                group=f.group,
+                host=f.host,
+                start=start,
+                end=f.end if f.end is None else end,
+                planned_s=f.planned,
+                heal_how=f.heal_how,
+                open=f.end is None,
+                stuck=f.stuck,
+                dry_run=f.dry_run,
+                heal_failures=f.heal_failures,
+                probes=windows,
+                time_to_recover=ttr,
+                recovered=recovered,
+                verdict=verdict,
+                overlaps=overlaps,
+                notes=tuple(notes),
+            )
+        )
+
+    groups, spofs = _group_verdicts(reports)
+    probes = tuple(
+        ProbeSummary(
+            name=name,
+            kind=probe_meta.get(name, ("", ""))[0],
+            endpoint=probe_meta.get(name, ("", ""))[1],
+            overall=Ratio(sum(1 for _, ok in s if ok), len(s)),
+            longest_down_s=_longest_down(s),
+            first_t=s[0][0],
+            last_t=s[-1][0],
+        )
+        for name, s in sorted_samples.items()
+    )
+    return Report(
+        span_start=span_start,
+        span_end=span_end,
+        runs=runs,
+        hosts=tuple(hosts),
+        seeds=tuple(seeds),
+        dry_run=any_dry and all_dry,
+        targets=tuple(targets),
+        faults=tuple(reports),
+        groups=groups,
+        probes=probes,
+        single_points_of_failure=spofs,
+        halts=tuple(halts),
+        inject_failed=inject_failed,
+        skipped_events=skipped,
+        samples={name: tuple(s) for name, s in sorted_samples.items()},
+    )
+
+
+def _longest_down(samples: Sequence[Sample]) -> float:
+    longest = 0.0
+    since: float | None = None
+    last_fail = 0.0
+    for t, ok in samples:
+        if not ok:
+            since = t if since is None else since
+            last_fail = t
+        elif since is not None:
+            longest = max(longest, t - since)
+            since = None
+    if since is not None:
+        longest = max(longest, last_fail - since)
+    return longest
+
+
+def _group_verdicts(
+    faults: Sequence[FaultReport],
+) -> tuple[tuple[GroupVerdict, ...], tuple[str, ...]]:
+    by_group: dict[str, list[FaultReport]] = {}
+    for f in faults:
+        by_group.setdefault(f.group, []).append(f)
+    verdicts: list[GroupVerdict] = []
+    spofs: list[str] = []
+    by_id = {f.fault_id: f for f in faults}
+    for group in sorted(by_group):
+        members = by_group[group]
+        worst = max(members, key=lambda f: (_SEVERITY.get(f.verdict, 0), -f.start))
+        verdict = worst.verdict
+        n = len(members)
+        if verdict == SURVIVED:
+            reason = (
+                f"probes stayed up during {'the' if n == 1 else f'all {n}'} fault{'s' * (n > 1)}"
+            )
+        elif verdict == UNMEASURED:
+            reason = "no probe samples during its faults: configure [[probes]]"
+        elif verdict == DRY_RUN:
+            reason = "dry run: nothing was injected"
+        else:
+            reason = f"{worst.describe()} at {clock(worst.start)}: {_fault_figures(worst)}"
+            if worst.time_to_recover is not None:
+                reason += f"; recovered after {format_duration(worst.time_to_recover)}"
+        verdicts.append(GroupVerdict(group, verdict, n, worst.fault_id, reason))
+        if verdict == OUTAGE:
+            sentence = (
+                f"group {group!r} is a single point of failure: {worst.describe()} at "
+                f"{clock(worst.start)} caused an outage ({_fault_figures(worst)})"
+            )
+            others = [by_id[o] for o in worst.overlaps if o in by_id]
+            if others:
+                shown = ", ".join(o.describe() for o in others)
+                sentence += f"; {shown} overlapped it, so the cause may be shared"
+            spofs.append(sentence)
+    return tuple(verdicts), tuple(spofs)
+
+
+# --- presenting ---------------------------------------------------------------
+
+
+def clock(t: float, *, date: bool = False) -> str:
+    """UTC wall-clock time of `t`, e.g. 12:01:10 (or 2024-05-01 12:01:10)."""
+    moment = dt.datetime.fromtimestamp(t, dt.UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S" if date else "%H:%M:%S")
+
+
+def _pct(ratio: Ratio) -> str:
+    value = ratio.value
+    return "n/a" if value is None else f"{value * 100:.0f}%"
+
+
+def _ttr(f: FaultReport) -> str:
+    if f.time_to_recover is not None:
+        return format_duration(f.time_to_recover)
+    if not f.recovered:
+        return "never"
+    return "-"
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], indent: str = "  ") -> list[str]:
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
+    lines = [indent + "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    for row in rows:
+        cells = (c.ljust(w) for c, w in zip(row, widths, strict=True))
+        lines.append(indent + "  ".join(cells).rstrip())
+    return lines
+
+
+def summary_line(report: Report) -> str:
+    """One sentence: the span, runs, hosts and the overall verdict."""
+    if report.span_start is None or report.span_end is None:
+        return "The journal holds no events."
+    crosses = clock(report.span_start, date=True)[:10] != clock(report.span_end, date=True)[:10]
+    text = (
+        f"{clock(report.span_start, date=True)} to {clock(report.span_end, date=crosses)} UTC "
+        f"({format_duration(report.span_s)}), {report.runs} run{'s' * (report.runs != 1)}"
+    )
+    if report.hosts:
+        text += ", host " + ", ".join(printable(h, 60) for h in report.hosts)
+    if report.seeds:
+        text += ", seed " + ", ".join(printable(s, 30) for s in report.seeds)
+    return text
+
+
+def render_table(report: Report) -> str:
+    """The report as plain aligned text (no colours, no escapes from the journal)."""
+    out = [f"chaos-agent report: {summary_line(report)}"]
+    if report.dry_run:
+        out.append("DRY RUN: nothing was injected; probes measured the site as it was.")
+    out.append(f"Overall verdict: {report.verdict.upper()}")
+    for sentence in report.single_points_of_failure:
+        out.append(f"  ! {printable(sentence, 400)}")
+    for halt in report.halts:
+        out.append(f"Halted at {clock(halt.t)}: {printable(halt.reason, 400)}")
+
+    out += ["", "Probes (whole journal)"]
+    if report.probes:
+        rows = [
+            [
+                printable(p.name, 40),
+                f"{p.overall.percent()} ({p.overall.ok}/{p.overall.total})",
+                format_duration(p.longest_down_s) if p.longest_down_s else "-",
+                printable(p.endpoint, 80),
+            ]
+            for p in report.probes
+        ]
+        out += _table(["PROBE", "AVAILABILITY", "LONGEST DOWN", "ENDPOINT"], rows)
+    else:
+        out.append("  none journaled: add [[probes]] to the config to measure availability")
+
+    out += ["", f"Faults ({len(report.faults)})"]
+    span_end = report.span_end or 0.0
+    if report.faults:
+        names = [p.name for p in report.probes]
+        headers = ["START", "FAULT", "TARGET", "GROUP", "DURATION"]
+        headers += [printable(n, 20) for n in names] + ["RECOVERED IN", "VERDICT"]
+        rows = []
+        for f in report.faults:
+            by_probe = {w.probe: w for w in f.probes}
+            duration = format_duration(f.duration(span_end)) + ("+ (open)" if f.open else "")
+            row = [
+                clock(f.start),
+                printable(f.fault, 20),
+                printable(f.target, 40),
+                printable(f.group, 30),
+                duration,
+            ]
+            for n in names:
+                w = by_probe.get(n)
+                row.append(f"{_pct(w.during)} / {_pct(w.until_recovery)}" if w else "n/a")
+            row += [_ttr(f), f.verdict + (" (stuck)" if f.stuck else "")]
+            rows.append(row)
+        out += _table(headers, rows)
+        if names:
+            out.append("  per probe: availability during the fault / from its start until recovery")
+    else:
+        out.append("  none")
+
+    out += ["", "Groups"]
+    if report.groups:
+        rows = [
+            [printable(g.group, 30), str(g.faults), g.verdict, printable(g.reason, 300)]
+            for g in report.groups
+        ]
+        out += _table(["GROUP", "FAULTS", "VERDICT", "WHY"], rows)
+    else:
+        out.append("  no faults, so no verdicts")
+
+    notes = [f"{f.fault_id}: {printable(n, 200)}" for f in report.faults for n in f.notes]
+    if report.inject_failed:
+        notes.append(f"{report.inject_failed} injection(s) failed and changed nothing")
+    if report.skipped_events:
+        notes.append(f"{report.skipped_events} unreadable journal event(s) skipped")
+    if notes:
+        out += ["", "Notes"] + [f"  - {n}" for n in notes]
+    out += [
+        "",
+        f"Verdicts: outage = a probe never recovered, fell below {DEGRADED_FLOOR:.0%} "
+        f"or failed {format_duration(OUTAGE_STREAK_S)} in a row; degraded = it dipped "
+        f"and recovered; failures up to {format_duration(SETTLE_S)} after a heal count.",
+    ]
+    return "\n".join(out) + "\n"
+
+
+def report_to_json(report: Report) -> dict[str, Any]:
+    """Plain JSON types; ratios carry ok, total and availability (null without samples)."""
+
+    def ratio(r: Ratio) -> dict[str, Any]:
+        return {"ok": r.ok, "total": r.total, "availability": r.value}
+
+    faults = []
+    for f in report.faults:
+        data = asdict(f)
+        data["duration"] = f.duration(report.span_end or f.start)
+        data["probes"] = [
+            {
+                "probe": w.probe,
+                "during": ratio(w.during),
+                "until_recovery": ratio(w.until_recovery),
+                "longest_down_s": w.longest_down_s,
+                "recovered_at": w.recovered_at,
+                "failed": w.failed,
+                "recovered": w.recovered,
+            }
+            for w in f.probes
+        ]
+        data["overlaps"] = list(f.overlaps)
+        data["notes"] = list(f.notes)
+        faults.append(data)
+    return {
+        "span": {"start": report.span_start, "end": report.span_end, "seconds": report.span_s},
+        "runs": report.runs,
+        "hosts": list(report.hosts),
+        "seeds": list(report.seeds),
+        "dry_run": report.dry_run,
+        "targets": list(report.targets),
+        "verdict": report.verdict,
+        "single_points_of_failure": list(report.single_points_of_failure),
+        "halts": [{"t": h.t, "reason": h.reason} for h in report.halts],
+        "probes": [
+            {
+                "name": p.name,
+                "kind": p.kind,
+                "endpoint": p.endpoint,
+                "overall": ratio(p.overall),
+                "longest_down_s": p.longest_down_s,
+                "first_t": p.first_t,
+                "last_t": p.last_t,
+            }
+            for p in report.probes
+        ],
+        "faults": faults,
+        "groups": [asdict(g) for g in report.groups],
+        "inject_failed": report.inject_failed,
+        "skipped_events": report.skipped_events,
+        "thresholds": {
+            "settle_s": SETTLE_S,
+            "degraded_floor": DEGRADED_FLOOR,
+            "outage_streak_s": OUTAGE_STREAK_S,
+        },
+    }

@@ -1,0 +1,143 @@
+"""Shared fixtures. Real engine, real containers; everything created is labelled
+`chaos.test=<session id>` and removed at the end, even when a test fails.
+
+Under CI (CI=true) a missing Docker engine, image or server is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+SESSION = uuid.uuid4().hex[:8]
+TEST_LABEL = "chaos.test"
+WEB_IMAGE = os.environ.get("CHAOS_WEB_IMAGE", "chaos-web:latest")
+
+
+def need(condition: bool, what: str) -> None:
+    """Skip locally, fail under CI: a missing engine is never a silent pass."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"required under CI: {what}", pytrace=False)
+    pytest.skip(what)
+
+
+@pytest.fixture(scope="session")
+def docker_api() -> Iterator[Any]:
+    import docker
+
+    try:
+        api = docker.APIClient(base_url="unix:///var/run/docker.sock", timeout=60)
+        api.ping()
+    except Exception as exc:  # noqa: BLE001 - any failure means "no engine"
+        need(False, f"a Docker engine (scripts/docker-engine.sh): {exc}")
+        raise
+    yield api
+    _cleanup(api)
+    api.close()
+
+
+def _cleanup(api: Any) -> None:
+    for c in api.containers(all=True, filters={"label": f"{TEST_LABEL}={SESSION}"}):
+        try:
+            if c.get("State") == "paused":
+                api.unpause(c["Id"])
+            api.remove_container(c["Id"], force=True, v=True)
+        except Exception:  # noqa: BLE001, S110 - best effort at teardown
+            pass
+    for n in api.networks(filters={"label": f"{TEST_LABEL}={SESSION}"}):
+        try:
+            api.remove_network(n["Id"])
+        except Exception:  # noqa: BLE001, S110
+            pass
+
+
+@pytest.fixture(scope="session")
+def web_image(docker_api: Any) -> str:
+    try:
+        docker_api.inspect_image(WEB_IMAGE)
+    except Exception:  # noqa: BLE001
+        need(False, f"image {WEB_IMAGE} (build it with scripts/build-images.sh)")
+    return WEB_IMAGE
+
+
+@pytest.fixture
+def containers(docker_api: Any, web_image: str) -> Iterator[Callable[..., dict[str, Any]]]:
+    """Factory: start a container from the web image with labels; removed at test end.
+
+    Returns the inspect dict. Names get a per-test suffix so runs never collide.
+    """
+    created: list[str] = []
+    suffix = uuid.uuid4().hex[:6]
+
+    def make(
+        name: str,
+        labels: dict[str, str] | None = None,
+        *,
+        image: str | None = None,
+        command: list[str] | None = None,
+        network: str | None = None,
+        restart: str | None = None,
+        healthcheck: dict[str, Any] | None = None,
+        **host_config: Any,
+    ) -> dict[str, Any]:
+        all_labels = {TEST_LABEL: SESSION, **(labels or {})}
+        hc_kwargs: dict[str, Any] = dict(host_config)
+        if restart:
+            hc_kwargs["restart_policy"] = {"Name": restart}
+        if network:
+            hc_kwargs["network_mode"] = network
+        host_cfg = docker_api.create_host_config(**hc_kwargs)
+        c = docker_api.create_container(
+            image or web_image,
+            command=command,
+            name=f"{name}-{suffix}",
+            labels=all_labels,
+            host_config=host_cfg,
+            healthcheck=healthcheck,
+            stop_signal="SIGKILL" if not command else None,
+        )
+        created.append(c["Id"])
+        docker_api.start(c["Id"])
+        return docker_api.inspect_container(c["Id"])
+
+    yield make
+    for cid in created:
+        try:
+            info = docker_api.inspect_container(cid)
+            if info["State"].get("Paused"):
+                docker_api.unpause(cid)
+            docker_api.remove_container(cid, force=True, v=True)
+        except Exception:  # noqa: BLE001, S110
+            pass
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "state"
+    d.mkdir()
+    return d
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60, **kw: Any):
+    """Run `python -m agent ARGS` as a real process."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "agent", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        cwd=REPO,
+        **kw,
+    )

@@ -1,0 +1,394 @@
+"""Protocol validation, the session loop, policy parsing, `authorize`, and the client's
+handling of hostile replies. No SSH here (see test_coordinator_ssh.py)."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agent.config import CoordinatorSection
+from agent.coordinator import protocol
+from agent.coordinator.cli import authorized_keys_line
+from agent.coordinator.client import CoordinatorLeases
+from agent.coordinator.policy import load_policy
+from agent.coordinator.protocol import ProtocolError, parse_request
+from agent.coordinator.session import PolicyCache, Session, read_line
+from agent.coordinator.store import Store
+from agent.errors import ConfigError, CoordinatorUnavailable, LeaseRefused, UsageError
+from agent.leases import GroupReport, Lease
+from agent.model import Plan, Target
+
+REPO = Path(__file__).resolve().parent.parent
+ACQUIRE = {
+    "v": 1,
+    "id": 1,
+    "op": "acquire",
+    "group": "web",
+    "fault": "pause",
+    "duration": 30,
+    "report": {"members": 3, "running": 3, "healthy": 3},
+}
+PUB = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEvEfHMUx3sF0VCw8S8xkWxEO8C4JUOjhpBd1QzOQ3xZ me@x"
+
+
+def line(obj) -> bytes:
+    return json.dumps(obj).encode()
+
+
+@pytest.fixture
+def session(tmp_path):
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[fleet]\nmin_gap = "0s"\nmax_concurrent = 1\n')
+    store = Store(tmp_path / "c.db")
+    yield Session("web-1", store, PolicyCache(policy))
+    store.close()
+
+
+def reply(raw: bytes) -> dict:
+    assert raw.endswith(b"\n") and raw.count(b"\n") == 1
+    return json.loads(raw)
+
+
+def test_valid_requests_parse():
+    got = parse_request(line(ACQUIRE))
+    assert isinstance(got, protocol.Acquire) and got.report.healthy == 3 and got.group == "web"
+    renew = parse_request(line({"v": 1, "op": "renew", "lease_id": "L-" + "a" * 32, "token": 3}))
+    assert isinstance(renew, protocol.Renew) and renew.token == 3
+    rep = {
+        "v": 1,
+        "op": "report",
+        "groups": [{"group": "db", "members": 2, "running": 1, "healthy": 1}],
+    }
+    assert isinstance(parse_request(line(rep)), protocol.Report)
+    assert isinstance(parse_request(b'{"v":1,"op":"status"}'), protocol.Status)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {**ACQUIRE, "v": 2},
+        {**ACQUIRE, "v": True},
+        {**ACQUIRE, "op": "grant"},
+        {**ACQUIRE, "host": "web-9"},
+        {**ACQUIRE, "extra": 1},
+        {**ACQUIRE, "fault": "rm -rf"},
+        {**ACQUIRE, "group": "web; $(id)"},
+        {**ACQUIRE, "group": "x" * 129},
+        {**ACQUIRE, "duration": -1},
+        {**ACQUIRE, "duration": 1e300},
+        {**ACQUIRE, "duration": "30"},
+        {**ACQUIRE, "duration": True},
+        {**ACQUIRE, "report": {"members": 1, "running": 2, "healthy": 2}},
+        {**ACQUIRE, "report": {"members": 3, "running": 3, "healthy": 3, "host": "x"}},
+        {**ACQUIRE, "report": [1, 2]},
+        {**ACQUIRE, "id": {"a": 1}},
+        {k: v for k, v in ACQUIRE.items() if k != "report"},
+        {"v": 1, "op": "renew", "lease_id": "L-../../etc", "token": 3},
+        {"v": 1, "op": "renew", "lease_id": "L-" + "a" * 32, "token": 0},
+        {"v": 1, "op": "renew", "lease_id": "L-" + "a" * 32, "token": 2**70},
+        {
+            "v": 1,
+            "op": "report",
+            "groups": [{"group": "a", "members": 1, "running": 1, "healthy": 1}] * 2,
+        },
+        [1, 2, 3],
+        "status",
+    ],
+)
+def test_invalid_requests_are_refused(bad):
+    with pytest.raises(ProtocolError):
+        parse_request(line(bad))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"   ",
+        b"\xff\xfe\x00binary",
+        b'{"v":1,"op":"status"}\x00',
+        b'{"v":1,"op":"status","v":1}',
+        b'{"v":1,"op":"acquire","duration":NaN}',
+        b"[" * 100_000,
+        b"{" + b"x" * (protocol.MAX_LINE + 1),
+    ],
+)
+def test_malformed_bytes_are_refused(raw):
+    with pytest.raises(ProtocolError):
+        parse_request(raw)
+
+
+def test_client_sent_host_is_refused_and_changes_nothing(session):
+    got = reply(session.handle(line({**ACQUIRE, "host": "web-9"})))
+    assert got["ok"] is False and got["error"] == "bad_request" and "SSH key" in got["reason"]
+    assert session.store.status()["live"] == []
+    granted = reply(session.handle(line(ACQUIRE)))
+    assert granted["ok"] and granted["host"] == "web-1"
+    assert [s["host"] for s in session.store.status()["live"]] == ["web-1"]
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(raw=st.binary(max_size=2048))
+def test_any_bytes_get_a_clean_error_reply(session, raw):
+    got = reply(session.handle(raw))
+    assert got["v"] == 1 and got["ok"] is False and got["error"] == "bad_request"
+    assert session.store.status()["live"] == []
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    base=st.sampled_from(
+        [ACQUIRE, {"v": 1, "op": "renew", "lease_id": "L-" + "0" * 32, "token": 1}]
+    ),
+    key=st.sampled_from(
+        ["v", "id", "op", "group", "fault", "duration", "report", "lease_id", "token", "host"]
+    ),
+    value=json_values,
+)
+def test_mutated_requests_never_crash(session, base, key, value):
+    got = reply(session.handle(line({**base, key: value})))
+    assert isinstance(got["ok"], bool)
+    if not got["ok"]:
+        assert got["error"] in {"bad_request", "unknown_lease", "max_concurrent", "min_healthy"}
+
+
+def test_read_line_handles_oversized_and_partial_lines():
+    big = b"x" * (protocol.MAX_LINE + 10) + b"\n"
+    stream = io.BytesIO(big + b'{"v":1,"op":"status"}\n' + b"partial-without-newline")
+    assert read_line(stream, protocol.MAX_LINE) == (b"", True)
+    assert read_line(stream, protocol.MAX_LINE) == (b'{"v":1,"op":"status"}', False)
+    assert read_line(stream, protocol.MAX_LINE) == (None, False)
+
+
+def test_session_process_over_pipes(tmp_path):
+    policy = tmp_path / "p.toml"
+    policy.write_text("[fleet]\n")
+    payload = (
+        b"x" * (200 * 1024)
+        + b"\n\xff\xfe\x80\n"
+        + b'{"v":1,"id":"a","op":"status"}\n'
+        + line({**ACQUIRE, "host": "evil"})
+        + b"\n"
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "agent.coordinator",
+            "session",
+            "web-1",
+            "--db",
+            str(tmp_path / "c.db"),
+            "--policy",
+            str(policy),
+        ],
+        input=payload,
+        capture_output=True,
+        timeout=60,
+        cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr
+    replies = [json.loads(x) for x in proc.stdout.splitlines()]
+    assert [r["ok"] for r in replies] == [False, False, True, False]
+    assert "longer than" in replies[0]["reason"] and "UTF-8" in replies[1]["reason"]
+    assert replies[2]["host"] == "web-1" and replies[2]["live"] == 0
+
+
+@pytest.mark.parametrize("host", ["", "a b", "x;id", "../x", "..", "é", "a" * 65, "-"[:0]])
+def test_session_refuses_bad_identity(tmp_path, host):
+    with pytest.raises(ConfigError):
+        Session(host, Store(tmp_path / "c.db"), PolicyCache(tmp_path / "p.toml"))
+
+
+def test_policy_errors_name_the_key_path(tmp_path):
+    p = tmp_path / "p.toml"
+    cases = {
+        "[fleet]\nmax_concurrent = -1\n": "fleet.max_concurrent",
+        '[fleet]\nlease_ttl = "soon"\n': "fleet.lease_ttl",
+        '[fleet]\nwindows = ["Mon 25:00-26:00"]\n': "fleet.windows[0]",
+        '[fleet]\nfaults = ["nuke"]\n': "fleet.faults[0]",
+        "[fleet]\nmax_concurent = 1\n": "fleet.max_concurent",
+        "[fleets]\n": "fleets",
+        '[fleet]\ntimezone = "Mars/Base"\n': "fleet.timezone",
+    }
+    for text, path in cases.items():
+        p.write_text(text)
+        with pytest.raises(ConfigError, match=path.replace("[", r"\[").replace("]", r"\]")):
+            load_policy(p)
+    p.write_text('[fleet]\nmax_concurrent = 3\nmin_gap = "1m"\nwindows = ["daily 00:00-24:00"]\n')
+    pol = load_policy(p)
+    assert pol.max_concurrent == 3 and pol.min_gap == 60 and len(pol.windows) == 1
+
+
+def test_invalid_policy_refuses_acquire_and_renew_but_allows_release(tmp_path):
+    policy = tmp_path / "p.toml"
+    policy.write_text("[fleet]\nmax_concurrent = 'x'\n")
+    store = Store(tmp_path / "c.db")
+    s = Session("web-1", store, PolicyCache(policy))
+    got = reply(s.handle(line(ACQUIRE)))
+    assert got["error"] == "policy" and "fleet.max_concurrent" in got["reason"]
+    store.close()
+
+
+def test_authorized_keys_line():
+    text = authorized_keys_line(
+        PUB, "web-1", db="/var/lib/c.db", policy="/etc/c.toml", python="/usr/bin/python3"
+    )
+    assert text == (
+        'command="/usr/bin/python3 -m agent.coordinator session web-1 --db /var/lib/c.db '
+        '--policy /etc/c.toml",restrict ' + " ".join(PUB.split()[:2]) + " chaos-agent:web-1"
+    )
+    spaced = authorized_keys_line(PUB, "w", db="/a b/c.db", policy="/p", python="/py")
+    assert "'/a b/c.db'" in spaced
+
+
+@pytest.mark.parametrize(
+    ("key", "host", "db"),
+    [
+        (PUB, "web 1", "/d"),
+        (PUB, "web;id", "/d"),
+        (PUB, "", "/d"),
+        ('command="sh" ' + PUB, "w", "/d"),
+        (PUB + "\n" + PUB, "w", "/d"),
+        ("ssh-ed25519 AAAA!!!", "w", "/d"),
+        ("ssh-rsa " + PUB.split()[1], "w", "/d"),
+        (PUB, "w", 'x"y'),
+        (PUB, "w", "/a\nb"),
+        (PUB, "w", "relative.db"),
+    ],
+)
+def test_authorize_refuses_bad_input(key, host, db):
+    with pytest.raises(UsageError):
+        authorized_keys_line(key, host, db=db, policy="/p", python="/py")
+
+
+def test_authorize_cli(tmp_path):
+    pub = tmp_path / "k.pub"
+    pub.write_text(PUB + "\n")
+    ok = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "agent.coordinator",
+            "authorize",
+            str(pub),
+            "--host",
+            "db-2",
+            "--db",
+            "/srv/c.db",
+            "--policy",
+            "/srv/p.toml",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith(f'command="{sys.executable} -m agent.coordinator session db-2 ')
+    assert ",restrict ssh-ed25519 " in ok.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "agent.coordinator", "authorize", str(pub), "--host", "db 2;x"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+    assert bad.returncode == 2 and bad.stderr.startswith("error: invalid --host")
+
+
+# --- the client against a scripted transport ------------------------------------------
+
+
+class Scripted:
+    def __init__(self, *replies: bytes) -> None:
+        self.replies = list(replies)
+        self.sent: list[dict] = []
+        self.closed = 0
+
+    def request(self, raw: bytes, timeout: float | None = None) -> bytes:
+        self.sent.append(json.loads(raw))
+        rep = self.replies.pop(0)
+        return rep.replace(b"$ID", str(self.sent[-1]["id"]).encode())
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+PLAN = Plan("pause", Target("container", "c" * 64, "web-1", "web", "running"), 30.0)
+REPORT = GroupReport("web", 3, 3, 3)
+SECTION = CoordinatorSection(enabled=True, host="x", renew_margin=5.0)
+
+
+def test_client_acquire_sets_local_deadline_before_ttl():
+    t = Scripted(
+        b'{"v":1,"id":$ID,"ok":true,"lease_id":"L-'
+        + b"a" * 32
+        + b'","token":9,"ttl":60,"host":"web-1"}'
+    )
+    leases = CoordinatorLeases(SECTION, "web-1", transport=t, clock=lambda: 100.0)
+    got = leases.acquire(PLAN, REPORT)
+    assert got.token == 9 and got.ttl == 60 and got.local_deadline == 155.0
+    assert "host" not in t.sent[0] and t.sent[0]["report"] == {
+        "members": 3,
+        "running": 3,
+        "healthy": 3,
+    }
+
+
+@pytest.mark.parametrize(
+    ("raw", "exc"),
+    [
+        (b'{"v":1,"id":$ID,"ok":false,"error":"halted","reason":"stop\\u001b[2J"}', LeaseRefused),
+        (
+            b'{"v":1,"id":$ID,"ok":false,"error":"unavailable","reason":"db busy"}',
+            CoordinatorUnavailable,
+        ),
+        (b'{"v":1,"id":999,"ok":true}', CoordinatorUnavailable),
+        (b"\xff\xff", CoordinatorUnavailable),
+        (
+            b'{"v":1,"id":$ID,"ok":true,"lease_id":"L-' + b"a" * 32 + b'","token":true,"ttl":60}',
+            CoordinatorUnavailable,
+        ),
+        (
+            b'{"v":1,"id":$ID,"ok":true,"lease_id":"L-' + b"a" * 32 + b'","token":1,"ttl":1e999}',
+            CoordinatorUnavailable,
+        ),
+        (
+            b'{"v":1,"id":$ID,"ok":true,"lease_id":"; rm","token":1,"ttl":60}',
+            CoordinatorUnavailable,
+        ),
+    ],
+)
+def test_client_hostile_replies(raw, exc):
+    leases = CoordinatorLeases(SECTION, "web-1", transport=Scripted(raw))
+    with pytest.raises(exc) as info:
+        leases.acquire(PLAN, REPORT)
+    assert "\x1b" not in info.value.one_line()
+
+
+def test_client_release_is_best_effort():
+    t = Scripted(b'{"v":1,"id":$ID,"ok":false,"error":"stale_token","reason":"x"}')
+    leases = CoordinatorLeases(SECTION, "web-1", transport=t)
+    leases.release(Lease("L-" + "a" * 32, 3, 60.0, 0.0))
+    assert t.sent[0]["op"] == "release" and t.sent[0]["token"] == 3
