@@ -129,7 +129,7 @@ def run(
         on_tick = None
         if view is not None:
             view.start()
-            on_tick = lambda eng: view.update(eng.snapshot())  # noqa: E731
+            on_tick = _live_updater(view)
         try:
             code = engine.run(duration=duration, once=once, on_tick=on_tick)
         finally:
@@ -140,6 +140,22 @@ def run(
     except AgentError as exc:
         _fail(exc)
     raise typer.Exit(code)
+
+
+def _live_updater(view: Any) -> Any:
+    """Refresh the members' state for the live view every few seconds (one list call)."""
+    last = [0.0]
+
+    def update(engine: Any) -> None:
+        if time.monotonic() - last[0] >= 2.0:
+            last[0] = time.monotonic()
+            try:
+                engine.evaluate()
+            except AgentError:
+                pass  # the loop journals discovery failures itself
+        view.update(engine.snapshot())
+
+    return update
 
 
 @app.command()
@@ -400,7 +416,9 @@ def report(
         str | None, typer.Option("--journal", help="Journal file (default: the state directory's)")
     ] = None,
     as_json: JsonOpt = False,
-    html: Annotated[str | None, typer.Option("--html", help="Also write a self-contained HTML timeline")] = None,
+    html: Annotated[
+        str | None, typer.Option("--html", help="Also write a self-contained HTML timeline")
+    ] = None,
     config_path: ConfigOpt = None,
 ) -> None:
     """What the run showed: per fault, per group (survived/degraded/outage), availability."""

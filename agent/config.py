@@ -189,7 +189,7 @@ class Config:
 # --- validation helpers -------------------------------------------------------
 
 
-class _Table:
+class TomlTable:
     """Pops keys from one TOML table; anything left over is an unknown key."""
 
     def __init__(self, data: Any, path: str, source: str) -> None:
@@ -268,8 +268,8 @@ class _Table:
             raise self.err(key, "expected a list of strings")
         return tuple(value)
 
-    def table(self, key: str) -> _Table:
-        return _Table(self.data.pop(key, {}), self._where(key), self.source)
+    def table(self, key: str) -> TomlTable:
+        return TomlTable(self.data.pop(key, {}), self._where(key), self.source)
 
     def done(self) -> None:
         if self.data:
@@ -322,7 +322,7 @@ def parse_window(text: str, where: str) -> Window:
     return Window(days=days, start_minute=start, end_minute=end)
 
 
-def _parse_fault_params(fault: str, table: _Table) -> dict[str, Any]:
+def _parse_fault_params(fault: str, table: TomlTable) -> dict[str, Any]:
     out: dict[str, Any] = {}
     defaults = FAULT_PARAMS[fault]
     for key, default in defaults.items():
@@ -364,7 +364,7 @@ def _parse_fault_params(fault: str, table: _Table) -> dict[str, Any]:
 
 
 def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config:
-    root = _Table(data, "", source)
+    root = TomlTable(data, "", source)
 
     a = root.table("agent")
     state_dir = Path(os.path.expanduser(a.str("state_dir", "") or _default_state_dir()))
@@ -411,7 +411,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
         ),
         timezone=s.str("timezone", "UTC"),
     )
-    _check_timezone(schedule.timezone, f"{source}: schedule.timezone")
+    check_timezone(schedule.timezone, f"{source}: schedule.timezone")
     s.done()
 
     f = root.table("faults")
@@ -436,7 +436,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
     if not isinstance(raw_procs, list):
         raise ConfigError(f"{source}: processes must be an array of tables ([[processes]])")
     for i, raw in enumerate(raw_procs):
-        p = _Table(raw, f"processes[{i}]", source)
+        p = TomlTable(raw, f"processes[{i}]", source)
         group = p.str("group", "")
         if not group:
             raise p.err("group", "every [[processes]] entry needs a group name")
@@ -476,7 +476,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
     if not isinstance(raw_probes, list):
         raise ConfigError(f"{source}: probes must be an array of tables ([[probes]])")
     for i, raw in enumerate(raw_probes):
-        p = _Table(raw, f"probes[{i}]", source)
+        p = TomlTable(raw, f"probes[{i}]", source)
         url = p.str("url", "")
         address = p.str("address", "")
         kind = p.str("kind", "http" if url else "tcp")
@@ -539,7 +539,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
     )
 
 
-def _check_timezone(name: str, where: str) -> None:
+def check_timezone(name: str, where: str) -> None:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     try:
@@ -556,25 +556,34 @@ def parse_toml_text(text: str, *, source: str) -> Config:
     return parse_config(data, source=source)
 
 
+def read_toml_file(path: str | os.PathLike[str], *, what: str, missing_hint: str) -> dict[str, Any]:
+    """Read and decode one TOML file; every failure is a one-line ConfigError."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {p} does not exist ({missing_hint})") from None
+    except OSError as exc:
+        raise ConfigError(f"{what} {p} cannot be read: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not valid UTF-8 at byte {exc.start}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: malformed TOML: {exc}") from None
+
+
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     """Load from `path`, $CHAOS_AGENT_CONFIG, or the embedded default."""
     chosen = path or os.environ.get("CHAOS_AGENT_CONFIG") or ""
     if not chosen:
         return parse_toml_text(DEFAULT_CONFIG_TOML, source="<embedded default>")
-    p = Path(chosen)
-    try:
-        raw = p.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(
-            f"config file {p} does not exist (omit --config to use the default)"
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"config file {p} cannot be read: {exc.strerror}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{p}: not valid UTF-8 at byte {exc.start}") from None
-    return parse_toml_text(text, source=str(p))
+    data = read_toml_file(
+        chosen, what="config file", missing_hint="omit --config to use the default"
+    )
+    return parse_config(data, source=str(Path(chosen)))
 
 
 def resolve_fraction(value: int | float, members: int, *, round_up: bool) -> int:

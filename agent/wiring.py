@@ -176,7 +176,10 @@ def build_engine(
         else:
 
             def sweep(owned: set[str]) -> list[str]:
-                return sweep_network_leftovers(docker, owned)
+                # only the containers this agent may target: another agent's
+                # live rules on other containers are not leftovers of ours
+                mine = {t.id for t in discover_containers(config, docker, "")}
+                return sweep_network_leftovers(docker, owned, only=mine)
 
     runner = None
     if probes and config.probes:

@@ -30,8 +30,10 @@ IMAGES_DIR="$REPO/scripts/images"
 CACHE="${CHAOS_IMAGE_CACHE:-/var/cache/chaos-agent-images}"
 SUITE="${CHAOS_SUITE:-bookworm}"
 DOCKER="${DOCKER:-docker}"
-# Bump when the way rootfs images are made changes: invalidates every cached rootfs.
+# Bump RECIPE_VERSION when the base rootfs recipe changes (re-runs debootstrap), and
+# IMPORT_VERSION when the way rootfs images are imported changes (re-imports them).
 RECIPE_VERSION=2
+IMPORT_VERSION=2
 # The legacy builder resolves FROM against local images and never needs buildx.
 export DOCKER_BUILDKIT=0
 
@@ -204,7 +206,7 @@ chroot_apt() {
 import_rootfs() {
   local root="$1" image="$2" key="$3"
   tar --numeric-owner --xattrs -C "$root" \
-    --exclude='./proc/*' --exclude='./sys/*' --exclude='./dev/*' --exclude='./run/*' \
+    --exclude='./proc/*' --exclude='./sys/*' --exclude='./dev/*' --exclude='./run/*.pid' \
     --exclude='./tmp/*' --exclude='./var/lib/apt/lists/*' --exclude='./var/cache/apt/*' \
     --exclude='./var/cache/debconf/*-old' --exclude='./var/log/*.log' --exclude='./var/log/apt/*' \
     --exclude='./usr/share/man/*' --exclude='./usr/share/info/*' \
@@ -277,7 +279,7 @@ cleanup_one() {
 # A rootfs image: the base rootfs plus PACKAGES, imported as IMAGE.
 build_rootfs_image() {
   local image="$1" packages="$2" key root
-  key="$(hash_of "$BASE_KEY $packages")"
+  key="$(hash_of "$BASE_KEY $IMPORT_VERSION $packages")"
   if up_to_date "$image" "$key"; then
     log "$image is up to date"
     return 0
@@ -323,7 +325,9 @@ docker_build() {
 }
 
 build_base() {
-  if up_to_date chaos-base:"$SUITE" "$BASE_KEY"; then
+  local key
+  key="$(hash_of "$BASE_KEY $IMPORT_VERSION")"
+  if up_to_date chaos-base:"$SUITE" "$key"; then
     log "chaos-base:$SUITE is up to date"
     return 0
   fi
@@ -332,7 +336,7 @@ build_base() {
   root="$(mktemp -d "$CACHE/tmp.import.XXXXXX")"
   TMPDIRS+=("$root")
   tar --numeric-owner --xattrs -C "$root" -xf "$BASE_TAR"
-  import_rootfs "$root" chaos-base:"$SUITE" "$BASE_KEY"
+  import_rootfs "$root" chaos-base:"$SUITE" "$key"
   cleanup_one "$root"
 }
 

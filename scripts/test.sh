@@ -22,6 +22,7 @@ if [[ "${CHAOS_SKIP_SETUP:-0}" != 1 ]]; then
   have chromium || need+=(chromium)
   have tmux || need+=(tmux)
   have iptables || need+=(iptables)
+  have nft || need+=(nftables)
   have tc || need+=(iproute2)
   have nsenter || need+=(util-linux)
   have debootstrap || need+=(debootstrap)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -89,6 +90,9 @@ class SshdServer:
         os.makedirs("/run/sshd", exist_ok=True)
         self.root.chmod(0o700)
         self.policy.write_text(self.policy_toml)
+        from agent.coordinator.store import Store
+
+        Store(self.db).close()  # `coordinator init`: sessions never create the database
         keygen(self.host_key)
         lines = []
         for host in self.hosts:
@@ -199,15 +203,26 @@ class SshdServer:
         """Stop the server the hard way: listener and every connection."""
         if self.proc is None:
             return
-        children = self.descendants()
+        # Freeze the listener and everything under it first, so nothing forks a new
+        # session behind our back, then kill them all.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.proc.pid, signal.SIGSTOP)
+        frozen: set[int] = set()
+        for _ in range(10):
+            new = set(self.descendants()) - frozen
+            if not new:
+                break
+            for pid in new:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGSTOP)
+            frozen |= new
+        for pid in frozen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(ProcessLookupError):
             self.proc.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=5)
-        for pid in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
-                os.kill(pid, signal.SIGKILL)
         self.proc = None
 
     def stop(self) -> None:
@@ -275,6 +290,8 @@ def worker_main(mode: str, cfg: dict[str, Any]) -> int:
         return 0
     if mode == "stress":
         granted = refused = unavailable = 0
+        rng = random.Random()
+        hold = float(cfg.get("hold", 0.0))
         for _ in range(int(cfg["ops"])):
             try:
                 lease = leases.acquire(plan, report)
@@ -286,8 +303,20 @@ def worker_main(mode: str, cfg: dict[str, Any]) -> int:
                 time.sleep(0.05)
                 continue
             granted += 1
+            if hold:
+                time.sleep(rng.uniform(0, hold))  # a kill -9 may land while holding
             leases.release(lease)
         _emit(granted=granted, refused=refused, unavailable=unavailable)
+        return 0
+    if mode == "bench":
+        leases.status()  # connected before the clock starts
+        while time.time() < cfg["start_at"]:
+            time.sleep(0.001)
+        pairs, end = 0, cfg["start_at"] + float(cfg["seconds"])
+        while time.time() < end:
+            leases.release(leases.acquire(plan, report))
+            pairs += 1
+        _emit(pairs=pairs)
         return 0
     raise SystemExit(f"unknown mode {mode}")
 

@@ -72,7 +72,9 @@ def wait_for(predicate, timeout: float = 15.0, interval: float = 0.05):
 
 
 def wait_event(tmp_path: Path, event: str, timeout: float = 15.0) -> dict:
-    return wait_for(lambda: next((e for e in journal(tmp_path) if e["event"] == event), None), timeout)
+    return wait_for(
+        lambda: next((e for e in journal(tmp_path) if e["event"] == event), None), timeout
+    )
 
 
 def state(api, cid: str) -> dict:
@@ -90,11 +92,14 @@ class EventRecorder:
     def collect(self) -> list[tuple[str, str]]:
         until = time.time() + 0.5
         time.sleep(0.6)
-        stream = self.api.events(since=self.since, until=until, decode=True,
-                                 filters={"type": "container"})
+        stream = self.api.events(
+            since=self.since, until=until, decode=True, filters={"type": "container"}
+        )
         for ev in stream:
             if ev.get("id") in self.ids or ev.get("Actor", {}).get("ID") in self.ids:
-                self.events.append((ev.get("id") or ev["Actor"]["ID"], ev.get("status") or ev.get("Action")))
+                self.events.append(
+                    (ev.get("id") or ev["Actor"]["ID"], ev.get("status") or ev.get("Action"))
+                )
         return self.events
 
 
@@ -123,11 +128,21 @@ def group_of_three(containers, value: str, group: str, **kw) -> list[dict]:
 def test_only_eligible_containers_are_touched(containers, docker_api, tmp_path, value):
     web = group_of_three(containers, value, "web")
     solo = containers("solo", {"chaos.enable": value})
-    guard = containers("guard", {"chaos.enable": value, "chaos.group": "web", "chaos.protect": "true"})
+    guard = containers(
+        "guard", {"chaos.enable": value, "chaos.group": "web", "chaos.protect": "true"}
+    )
     plain = containers("plain", {})
-    agent_like = containers("fake-agent", {"chaos.enable": value, "chaos.group": "web", "chaos.agent": "true"})
-    cfg = write_config(tmp_path, value, '[faults]\nenabled = ["pause", "stop", "kill", "restart"]',
-                       duration="1s", mean_interval="0.7s", min_gap="0.3s")
+    agent_like = containers(
+        "fake-agent", {"chaos.enable": value, "chaos.group": "web", "chaos.agent": "true"}
+    )
+    cfg = write_config(
+        tmp_path,
+        value,
+        '[faults]\nenabled = ["pause", "stop", "kill", "restart"]',
+        duration="1s",
+        mean_interval="0.7s",
+        min_gap="0.3s",
+    )
     recorder = EventRecorder(docker_api, {c["Id"] for c in [*web, solo, guard, plain, agent_like]})
 
     targets = run_cli("targets", "--config", str(cfg), "--json")
@@ -148,7 +163,9 @@ def test_only_eligible_containers_are_touched(containers, docker_api, tmp_path, 
     assert touched, "the engine saw no container event at all"
     assert touched <= {c["Id"] for c in web}
     # never more than one at a time: each inject is healed before the next
-    events = [e for e in journal(tmp_path) if e["event"] in ("inject", "heal", "healed_by_environment")]
+    events = [
+        e for e in journal(tmp_path) if e["event"] in ("inject", "heal", "healed_by_environment")
+    ]
     open_faults = 0
     for e in events:
         open_faults += 1 if e["event"] == "inject" else -1
@@ -180,7 +197,9 @@ def test_pause_heals_after_its_duration(containers, docker_api, tmp_path, value)
     assert heal["how"] == "healed" and heal["container_id"] == web[0]["Id"]
 
 
-def test_sigkill_during_pause_then_restart_unpauses_within_5s(containers, docker_api, tmp_path, value, cleanup_procs):
+def test_sigkill_during_pause_then_restart_unpauses_within_5s(
+    containers, docker_api, tmp_path, value, cleanup_procs
+):
     web = group_of_three(containers, value, "k")
     cfg = write_config(tmp_path, value, duration="60s")
     target = web[1]["Name"].lstrip("/")
@@ -213,8 +232,16 @@ def test_never_unpauses_a_container_it_did_not_pause(containers, docker_api, tmp
     cfg = write_config(tmp_path, value)
     docker_api.pause(web[0]["Id"])  # paused by someone else
     # a stop fault recorded by a "previous run", then the container restarted by a person
-    result = run_cli("inject", "stop", web[1]["Name"].lstrip("/"), "--duration", "60s", "--detach",
-                     "--config", str(cfg))
+    result = run_cli(
+        "inject",
+        "stop",
+        web[1]["Name"].lstrip("/"),
+        "--duration",
+        "60s",
+        "--detach",
+        "--config",
+        str(cfg),
+    )
     assert result.returncode == 0, result.stderr
     assert not state(docker_api, web[1]["Id"])["Running"]
     docker_api.start(web[1]["Id"])  # a person brings it back: new StartedAt
@@ -250,7 +277,9 @@ def test_dry_run_touches_nothing_and_seed_replays(containers, docker_api, tmp_pa
     other.mkdir()
     cfg = write_config(other, value, duration="0.3s", mean_interval="0.4s", min_gap="0.4s")
     run_cli("run", "--dry-run", "--seed", "12", "--for", "4s", "--config", str(cfg))
-    assert [(e["fault"], e["container"]) for e in journal(other) if e["event"] == "inject"][:n] != runs[0][:n]
+    assert [(e["fault"], e["container"]) for e in journal(other) if e["event"] == "inject"][
+        :n
+    ] != runs[0][:n]
 
 
 def test_kill_is_a_crash_that_restart_policies_see(containers, docker_api, tmp_path, value):
@@ -260,21 +289,29 @@ def test_kill_is_a_crash_that_restart_policies_see(containers, docker_api, tmp_p
     # Docker applies a restart policy only to a container that ran 10 s or more
     time.sleep(max(0.0, 10.5 - (time.time() - _started(before))))
     cfg = write_config(tmp_path, value)
-    result = run_cli("inject", "kill", target["Name"].lstrip("/"), "--duration", "4s", "--config", str(cfg))
+    result = run_cli(
+        "inject", "kill", target["Name"].lstrip("/"), "--duration", "4s", "--config", str(cfg)
+    )
     assert result.returncode == 0, result.stderr
     after = docker_api.inspect_container(target["Id"])
     assert after["RestartCount"] >= 1, "the restart policy did not fire"
     assert after["State"]["Running"]
     inject = [e for e in journal(tmp_path) if e["event"] == "inject"][0]
     assert inject["extra"]["via"] == "host-pid"
-    heal = [e for e in journal(tmp_path) if e["event"] in ("heal", "healed_by_environment") and e.get("fault_id")][0]
+    heal = [
+        e
+        for e in journal(tmp_path)
+        if e["event"] in ("heal", "healed_by_environment") and e.get("fault_id")
+    ][0]
     assert heal["how"] == "environment"
 
 
 def test_api_kill_is_started_again_after_the_duration(containers, docker_api, tmp_path, value):
     web = group_of_three(containers, value, "a", restart="always")
     cfg = write_config(tmp_path, value, '[faults.kill]\nmode = "api"')
-    result = run_cli("inject", "kill", web[2]["Name"].lstrip("/"), "--duration", "2s", "--config", str(cfg))
+    result = run_cli(
+        "inject", "kill", web[2]["Name"].lstrip("/"), "--duration", "2s", "--config", str(cfg)
+    )
     assert result.returncode == 0, result.stderr
     s = state(docker_api, web[2]["Id"])
     assert s["Running"]
@@ -288,7 +325,9 @@ def _started(info: dict) -> float:
     return parse_started_at(info["State"]["StartedAt"])
 
 
-def test_sigterm_heals_everything_and_exits_0(containers, docker_api, tmp_path, value, cleanup_procs):
+def test_sigterm_heals_everything_and_exits_0(
+    containers, docker_api, tmp_path, value, cleanup_procs
+):
     web = group_of_three(containers, value, "s")
     cfg = write_config(tmp_path, value, '[faults]\nenabled = ["pause", "stop"]', duration="120s")
     proc = start_agent("run", "--config", str(cfg))
@@ -306,7 +345,9 @@ def test_sigterm_heals_everything_and_exits_0(containers, docker_api, tmp_path, 
     assert journal(tmp_path)[-1]["event"] == "stop"
 
 
-def test_heal_that_fails_exits_nonzero_and_keeps_the_record(containers, docker_api, tmp_path, value, cleanup_procs):
+def test_heal_that_fails_exits_nonzero_and_keeps_the_record(
+    containers, docker_api, tmp_path, value, cleanup_procs
+):
     net = docker_api.create_network(f"chaos-test-{value}", labels={"chaos.test": "x"})
     try:
         web = group_of_three(containers, value, "f", network=net["Id"])
@@ -356,17 +397,29 @@ def test_runtime_errors_are_one_line_exit_1(tmp_path, value):
     assert missing.returncode == 1
     assert "no opted-in target named 'no-such-container-xyz'" in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1
-    down = run_cli("targets", "--config", str(cfg), env={"DOCKER_HOST": "unix:///tmp/no-docker-here.sock"})
+    down = run_cli(
+        "targets", "--config", str(cfg), env={"DOCKER_HOST": "unix:///tmp/no-docker-here.sock"}
+    )
     assert down.returncode == 1
     assert "unix:///tmp/no-docker-here.sock" in down.stderr and "Traceback" not in down.stderr
     assert len(down.stderr.strip().splitlines()) == 1
 
 
-def test_corrupt_ledger_recovers_from_journal_and_injects_nothing(containers, docker_api, tmp_path, value):
+def test_corrupt_ledger_recovers_from_journal_and_injects_nothing(
+    containers, docker_api, tmp_path, value
+):
     web = group_of_three(containers, value, "c")
     cfg = write_config(tmp_path, value)
-    result = run_cli("inject", "pause", web[0]["Name"].lstrip("/"), "--duration", "600s", "--detach",
-                     "--config", str(cfg))
+    result = run_cli(
+        "inject",
+        "pause",
+        web[0]["Name"].lstrip("/"),
+        "--duration",
+        "600s",
+        "--detach",
+        "--config",
+        str(cfg),
+    )
     assert result.returncode == 0, result.stderr
     assert state(docker_api, web[0]["Id"])["Paused"]
     ledger_path = tmp_path / "state" / "ledger.json"
@@ -375,7 +428,9 @@ def test_corrupt_ledger_recovers_from_journal_and_injects_nothing(containers, do
     assert run.returncode == 1
     assert "corrupt" in run.stderr
     assert not state(docker_api, web[0]["Id"])["Paused"]
-    assert not any(e["event"] == "inject" and e["t"] > time.time() - 5 for e in journal(tmp_path)[2:])
+    assert not any(
+        e["event"] == "inject" and e["t"] > time.time() - 5 for e in journal(tmp_path)[2:]
+    )
     assert list((tmp_path / "state").glob("ledger.json.corrupt-*"))
     again = run_cli("run", "--config", str(cfg), "--for", "1s")
     assert again.returncode == 0, again.stderr
@@ -392,7 +447,9 @@ def test_unwritable_ledger_means_no_injection(containers, docker_api, tmp_path, 
     assert not state(docker_api, web[0]["Id"])["Paused"]
 
 
-def test_watchdog_heals_when_the_agent_is_gone_for_good(containers, docker_api, tmp_path, value, cleanup_procs):
+def test_watchdog_heals_when_the_agent_is_gone_for_good(
+    containers, docker_api, tmp_path, value, cleanup_procs
+):
     web = group_of_three(containers, value, "w")
     cfg = write_config(tmp_path, value, '[faults]\nenabled = ["pause"]', duration="3s")
     proc = start_agent("run", "--config", str(cfg))
@@ -405,11 +462,16 @@ def test_watchdog_heals_when_the_agent_is_gone_for_good(containers, docker_api, 
     late = wait_for(lambda: not state(docker_api, cid)["Paused"] and time.time(), 15)
     assert late - inject["deadline"] < 5.0, "the watchdog healed too late"
     assert any(e["event"] == "watchdog" for e in journal(tmp_path))
+
     # the watchdog leaves once the agent is gone and nothing is pending
     def watchdogs() -> list[str]:
-        out = subprocess.run(["pgrep", "-f", f"agent.watchdog --state-dir {tmp_path}"],
-                             capture_output=True, text=True)
+        out = subprocess.run(
+            ["pgrep", "-f", f"agent.watchdog --state-dir {tmp_path}"],
+            capture_output=True,
+            text=True,
+        )
         return out.stdout.split()
+
     wait_for(lambda: not watchdogs(), 10)
     # the next start finds the record already healed and clears it
     again = run_cli("heal", "--config", str(cfg))
@@ -417,7 +479,9 @@ def test_watchdog_heals_when_the_agent_is_gone_for_good(containers, docker_api, 
     assert ledger(tmp_path) == []
 
 
-def test_hostile_names_are_printed_escaped_and_never_executed(containers, docker_api, tmp_path, value):
+def test_hostile_names_are_printed_escaped_and_never_executed(
+    containers, docker_api, tmp_path, value
+):
     marker = tmp_path / "pwned"
     group = f"g;$(touch {marker})`id`'\"\x1b[31m"
     web = [containers(f"h{i}", {"chaos.enable": value, "chaos.group": group}) for i in (1, 2, 3)]
@@ -428,3 +492,37 @@ def test_hostile_names_are_printed_escaped_and_never_executed(containers, docker
     assert "\x1b" not in result.stderr and "\\x1b[31m" in result.stderr
     assert all(not state(docker_api, c["Id"])["Paused"] for c in web)
 
+
+def test_kill_switch_heals_within_5s_and_blocks_new_faults(containers, docker_api, tmp_path, value, cleanup_procs):
+    group_of_three(containers, value, "ks")
+    cfg = write_config(tmp_path, value, '[faults]\nenabled = ["pause"]', duration="120s")
+    proc = start_agent("run", "--config", str(cfg))
+    cleanup_procs.append(proc)
+    inject = wait_event(tmp_path, "inject")
+    assert state(docker_api, inject["container_id"])["Paused"]
+    stop_file = tmp_path / "state" / "STOP"
+    stop_file.touch()
+    t0 = time.monotonic()
+    wait_for(lambda: not state(docker_api, inject["container_id"])["Paused"], 5)
+    assert time.monotonic() - t0 < 5.0
+    time.sleep(2.5)  # the schedule would fire every ~1 s: nothing new may start
+    injects = [e for e in journal(tmp_path) if e["event"] == "inject"]
+    assert len(injects) == 1
+    assert any(e["event"] == "halt" for e in journal(tmp_path))
+    stop_file.unlink()
+    wait_for(lambda: len([e for e in journal(tmp_path) if e["event"] == "inject"]) >= 2, 15)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=15)
+    assert proc.returncode == 0
+    assert ledger(tmp_path) == []
+
+
+def test_once_faults_one_target_and_returns_after_the_heal(containers, docker_api, tmp_path, value):
+    web = group_of_three(containers, value, "o")
+    cfg = write_config(tmp_path, value, '[faults]\nenabled = ["stop"]', duration="1s")
+    result = run_cli("run", "--config", str(cfg), "--once", "--seed", "1", timeout=60)
+    assert result.returncode == 0, result.stderr
+    events = [e["event"] for e in journal(tmp_path)]
+    assert events.count("inject") == 1 and events.count("heal") == 1
+    assert events[-1] == "stop"
+    assert all(state(docker_api, c["Id"])["Running"] for c in web)

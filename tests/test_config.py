@@ -54,7 +54,10 @@ def test_malformed_toml_names_line_and_column():
         ("[schedule]\nmean_intervall = '5m'\n", "schedule.mean_intervall: unknown key"),
         ("[schedule]\nduration = '-5s'\n", "schedule.duration"),
         ("[schedule]\nduration = 'soon'\n", "schedule.duration"),
-        ("[faults]\nenabled = ['pause', 'explode']\n", "faults.enabled[1]: unknown fault 'explode'"),
+        (
+            "[faults]\nenabled = ['pause', 'explode']\n",
+            "faults.enabled[1]: unknown fault 'explode'",
+        ),
         ("[targets]\nmin_replicas = 0\n", "targets.min_replicas"),
         ("[targets]\nmin_healthy = '150%'\n", "targets.min_healthy"),
         ("[targets]\nmax_concurrent = 'one'\n", "targets.max_concurrent"),

@@ -183,6 +183,26 @@ def test_read_line_handles_oversized_and_partial_lines():
 def test_session_process_over_pipes(tmp_path):
     policy = tmp_path / "p.toml"
     policy.write_text("[fleet]\n")
+    missing = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "agent.coordinator",
+            "session",
+            "web-1",
+            "--db",
+            str(tmp_path / "c.db"),
+            "--policy",
+            str(policy),
+        ],
+        input=b"",
+        capture_output=True,
+        timeout=60,
+        cwd=REPO,
+    )
+    assert missing.returncode == 1 and b"coordinator init" in missing.stderr
+    assert not (tmp_path / "c.db").exists()
+    Store(tmp_path / "c.db").close()
     payload = (
         b"x" * (200 * 1024)
         + b"\n\xff\xfe\x80\n"
@@ -214,7 +234,7 @@ def test_session_process_over_pipes(tmp_path):
     assert replies[2]["host"] == "web-1" and replies[2]["live"] == 0
 
 
-@pytest.mark.parametrize("host", ["", "a b", "x;id", "../x", "..", "é", "a" * 65, "-"[:0]])
+@pytest.mark.parametrize("host", ["", "a b", "x;id", "../x", "..", "é", "a" * 65, "web-1\n"])
 def test_session_refuses_bad_identity(tmp_path, host):
     with pytest.raises(ConfigError):
         Session(host, Store(tmp_path / "c.db"), PolicyCache(tmp_path / "p.toml"))

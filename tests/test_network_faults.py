@@ -249,7 +249,12 @@ def test_partition_isolate_cuts_new_and_established_traffic_and_heals_exactly(
     # an established keep-alive connection from the host
     conn = socket.create_connection((a_ip, 8080), timeout=2)
     conn.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert conn.recv(500).startswith(b"HTTP/1.1 200")
+    first = b""
+    while not (b"hello from" in first and first.endswith(b"\n")):  # the whole reply
+        chunk = conn.recv(500)
+        assert chunk, "connection closed before the first reply"
+        first += chunk
+    assert first.startswith(b"HTTP/1.1 200")
 
     fault = network.Partition(engine, config)
     record = record_for(fault, a, {"mode": "isolate", "host_ports": True})

@@ -15,14 +15,23 @@ from agent.selection import GroupRules, Policy, describe_selection, evaluate
 
 
 def T(name, group="web", state="running", health="none", **kw) -> Target:
-    return Target(kind="container", id=f"id-{name}", name=name, group=group, state=state,
-                  health=health, **kw)
+    return Target(
+        kind="container", id=f"id-{name}", name=name, group=group, state=state, health=health, **kw
+    )
 
 
 def active_on(t: Target, fault="pause", attempts=0) -> ActiveFault:
-    return ActiveFault(fault_id=f"f-{t.name}", fault=fault, target_kind=t.kind, target_id=t.id,
-                       target_name=t.name, group=t.group, injected_at=0, deadline=30,
-                       heal_attempts=attempts)
+    return ActiveFault(
+        fault_id=f"f-{t.name}",
+        fault=fault,
+        target_kind=t.kind,
+        target_id=t.id,
+        target_name=t.name,
+        group=t.group,
+        injected_at=0,
+        deadline=30,
+        heal_attempts=attempts,
+    )
 
 
 POLICY = Policy()
@@ -40,11 +49,18 @@ def test_three_replicas_are_eligible_singleton_is_not():
 
 
 def test_exclusions_have_reasons():
-    r = reasons([
-        T("w1"), T("w2"), T("w3"),
-        T("p", protected=True), T("me", is_self=True), T("out", opted_in=False),
-        T("down", state="exited"), T("frozen", state="paused"),
-    ])
+    r = reasons(
+        [
+            T("w1"),
+            T("w2"),
+            T("w3"),
+            T("p", protected=True),
+            T("me", is_self=True),
+            T("out", opted_in=False),
+            T("down", state="exited"),
+            T("frozen", state="paused"),
+        ]
+    )
     assert r["p"] == "protected (chaos.protect=true)"
     assert r["me"] == "is the chaos agent itself"
     assert r["out"].startswith("not opted in")
@@ -79,8 +95,10 @@ def test_percentages_round_down_and_small_groups_get_nothing():
 
 def test_allowed_faults_label_and_unavailable_faults():
     policy = Policy(unavailable={("container", "kill"): "no pid namespace"})
-    vs = {v.target.name: v for v in evaluate(
-        [T("a", allowed_faults=frozenset({"kill"})), T("b"), T("c")], [], policy)}
+    vs = {
+        v.target.name: v
+        for v in evaluate([T("a", allowed_faults=frozenset({"kill"})), T("b"), T("c")], [], policy)
+    }
     assert not vs["a"].eligible and "kill: no pid namespace" in vs["a"].reason
     assert vs["b"].faults == ("stop", "pause", "restart")
 
@@ -91,9 +109,13 @@ def test_plan_respects_max_concurrent_min_gap_stuck_and_windows():
     assert isinstance(plan(ts, [], [], POLICY, TIMING, 1000.0, rng), Plan)
     busy = plan(ts, [active_on(ts[0])], [], POLICY, TIMING, 1000.0, rng)
     assert isinstance(busy, Skip) and "max_concurrent=1" in busy.reason
-    gap = plan(ts, [], [PastFault("pause", "x", "web", 990.0)], POLICY, Timing(min_gap=30), 1000.0, rng)
+    gap = plan(
+        ts, [], [PastFault("pause", "x", "web", 990.0)], POLICY, Timing(min_gap=30), 1000.0, rng
+    )
     assert isinstance(gap, Skip) and gap.reason.startswith("min_gap")
-    stuck = plan(ts, [active_on(ts[0], attempts=5)], [], Policy(max_concurrent=5), TIMING, 1000.0, rng)
+    stuck = plan(
+        ts, [active_on(ts[0], attempts=5)], [], Policy(max_concurrent=5), TIMING, 1000.0, rng
+    )
     assert isinstance(stuck, Skip) and "stuck" in stuck.reason
     # 2026-11-28 is a Saturday
     saturday_noon = 1795867200.0
@@ -108,7 +130,9 @@ def test_plan_respects_max_concurrent_min_gap_stuck_and_windows():
 
 def test_seeded_plans_replay_and_weights_bias():
     ts = [T(f"w{i}") for i in range(5)]
-    seq = lambda seed: [plan(ts, [], [], POLICY, TIMING, 0.0, r) for r in [random.Random(seed)] for _ in range(20)]  # noqa: E731
+    seq = lambda seed: [
+        plan(ts, [], [], POLICY, TIMING, 0.0, r) for r in [random.Random(seed)] for _ in range(20)
+    ]  # noqa: E731
     assert seq(5) == seq(5)
     assert seq(5) != seq(6)
     weighted = Policy(weights={"pause": 10, "kill": 0, "stop": 0, "restart": 0})
@@ -139,21 +163,31 @@ def test_description_sentence():
 targets_st = st.lists(
     st.builds(
         lambda i, group, state, health, protected, is_self, opted: T(
-            f"t{i}", group=group, state=state, health=health, protected=protected,
-            is_self=is_self, opted_in=opted),
+            f"t{i}",
+            group=group,
+            state=state,
+            health=health,
+            protected=protected,
+            is_self=is_self,
+            opted_in=opted,
+        ),
         st.integers(0, 10_000),
         st.sampled_from(["web", "db", "cache", "solo"]),
         st.sampled_from(["running", "running", "running", "paused", "exited", "restarting"]),
         st.sampled_from(["none", "healthy", "unhealthy", "starting"]),
-        st.booleans(), st.booleans(), st.booleans(),
+        st.booleans(),
+        st.booleans(),
+        st.booleans(),
     ),
     max_size=14,
     unique_by=lambda t: t.id,
 )
 policy_st = st.builds(
     lambda mr, mh, mpg, mc: Policy(rules=GroupRules(mr, mh, mpg), max_concurrent=mc),
-    st.integers(1, 4), st.one_of(st.integers(0, 3), st.sampled_from([0.34, 0.5, 0.67])),
-    st.one_of(st.integers(0, 3), st.sampled_from([0.25, 0.34, 0.5])), st.integers(0, 4),
+    st.integers(1, 4),
+    st.one_of(st.integers(0, 3), st.sampled_from([0.34, 0.5, 0.67])),
+    st.one_of(st.integers(0, 3), st.sampled_from([0.25, 0.34, 0.5])),
+    st.integers(0, 4),
 )
 
 
@@ -178,6 +212,7 @@ def test_any_sequence_of_plans_keeps_every_invariant(targets, policy, seed, step
         free = [m for m in members if m.id not in faulted]
         assert sum(m.running for m in free) >= policy.rules.min_replicas
         from agent.config import resolve_fraction
+
         need = resolve_fraction(policy.rules.min_healthy, len(members), round_up=True)
         healthy_after = sum(m.healthy for m in free if m.id != t.id)
         assert healthy_after >= need

@@ -151,7 +151,8 @@ def health_from_status(status: str) -> model.Health:
     if not match:
         return "none"
     word = match.group(1)
-    return "starting" if word.startswith("health") else word  # type: ignore[return-value]
+    # "healthy" also starts with "health": only "health: starting" means starting.
+    return "starting" if word.startswith("health:") else word  # type: ignore[return-value]
 
 
 def group_of(labels: Mapping[str, str], name: str) -> str:

@@ -236,7 +236,7 @@ def status(
     def go() -> dict[str, Any]:
         if not Path(db).exists():
             raise ConfigError(f"no coordinator database at {db} (run `coordinator init`)")
-        store = Store(db)
+        store = Store(db, create=False)
         try:
             return store.status(history=history)
         finally:
@@ -255,7 +255,7 @@ def halt(
 
     def go() -> None:
         clean = " ".join(reason.split())[:200]
-        store = Store(db)
+        store = Store(db, create=False)
         try:
             store.halt(clean)
         finally:
@@ -270,7 +270,7 @@ def resume(db: str = DbOpt) -> None:
     """Allow leases again after `halt`."""
 
     def go() -> None:
-        store = Store(db)
+        store = Store(db, create=False)
         try:
             store.resume()
         finally:

@@ -18,13 +18,12 @@ Every error names the file and the key path. Example (every key, with defaults):
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from agent import model
-from agent.config import Window, _check_timezone, _Table, parse_window
+from agent.config import TomlTable, Window, check_timezone, parse_window, read_toml_file
 from agent.errors import ConfigError
 
 EXAMPLE_POLICY_TOML = """\
@@ -59,7 +58,7 @@ class Policy:
 
 
 def parse_policy(data: dict[str, Any], *, source: str = "<policy>") -> Policy:
-    root = _Table(data, "", source)
+    root = TomlTable(data, "", source)
     f = root.table("fleet")
     faults = f.str_list("faults", ())
     for i, name in enumerate(faults):
@@ -84,7 +83,7 @@ def parse_policy(data: dict[str, Any], *, source: str = "<policy>") -> Policy:
         timezone=f.str("timezone", "UTC"),
         source=source,
     )
-    _check_timezone(policy.timezone, f"{source}: fleet.timezone")
+    check_timezone(policy.timezone, f"{source}: fleet.timezone")
     if policy.lease_ttl > 86400:
         raise f.err("lease_ttl", "must be at most 1d")
     f.done()
@@ -93,21 +92,8 @@ def parse_policy(data: dict[str, Any], *, source: str = "<policy>") -> Policy:
 
 
 def load_policy(path: str | os.PathLike[str]) -> Policy:
+    data = read_toml_file(
+        path, what="policy file", missing_hint="create it with `coordinator init`"
+    )
     p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(
-            f"policy file {p} does not exist (create it with `coordinator init`)"
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"policy file {p} cannot be read: {exc.strerror}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{p}: not valid UTF-8 at byte {exc.start}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: malformed TOML: {exc}") from None
     return parse_policy(data, source=str(p))

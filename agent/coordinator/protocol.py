@@ -187,11 +187,7 @@ def _counts(data: Any, rid: Any, *, group: str | None, where: str) -> GroupCount
 def parse_request(line: bytes) -> Request:
     """Validate one request line; raises ProtocolError (carrying the id when known)."""
     data = decode_line(line)
-    rid: int | str | None = None
-    try:
-        rid = _request_id(data)
-    except ProtocolError:
-        raise
+    rid = _request_id(data)
     if data.get("v") != VERSION or isinstance(data.get("v"), bool):
         raise ProtocolError(f"unsupported protocol version (this is v{VERSION})", request_id=rid)
     op = data.get("op")

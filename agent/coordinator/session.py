@@ -147,7 +147,7 @@ def read_line(stream: BinaryIO, limit: int) -> tuple[bytes | None, bool]:
 
 def serve(host: str, db: Path, policy: Path, stdin: BinaryIO, stdout: BinaryIO) -> int:
     """Serve requests until EOF. Returns the process exit code."""
-    store = Store(db)
+    store = Store(db, create=False)  # a wrong path must not start a fresh fencing counter
     try:
         session = Session(host, store, PolicyCache(policy))
         while True:

@@ -124,6 +124,7 @@ class Store:
         wall: Callable[[], float] = time.time,
         boot_id: Callable[[], str] = current_boot_id,
         busy_timeout: float = 10.0,
+        create: bool = True,
     ) -> None:
         self.path = Path(path)
         self._clock = clock
@@ -131,6 +132,10 @@ class Store:
         self._boot_id = boot_id
         try:
             if not self.path.exists():
+                if not create:
+                    raise StoreError(
+                        f"no coordinator database at {self.path} (run `coordinator init`)"
+                    )
                 self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
                 os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
             self._db = sqlite3.connect(

@@ -65,14 +65,16 @@ class _ContainerFault:
             info.get("State", {}).get("StartedAt") == record.started_at
         )
 
-    def _ensure_running(self, record: ActiveFault) -> HealOutcome:
+    def _ensure_running(self, record: ActiveFault, *, pinned: bool = True) -> HealOutcome:
         """Heal for faults that leave the container stopped: start it unless
-        something else (a restart policy, a person) already brought it back."""
+        something else (a restart policy, a person) already brought it back.
+        `pinned=False` when the fault itself changes StartedAt (restart)."""
         info = self._inspect(record)
         if info is None:
             return HealOutcome(True, "gone", "container no longer exists")
         state = info.get("State", {})
-        if not self._same_instance(info, record):
+        same = self._same_instance(info, record) if pinned else info.get("Id") == record.target_id
+        if not same:
             return HealOutcome(True, "environment", "restarted since the fault (restart policy?)")
         if state.get("Running") and not state.get("Paused"):
             return HealOutcome(True, "already", "running")
@@ -130,21 +132,7 @@ class RestartFault(_ContainerFault):
         return {}
 
     def heal(self, record: ActiveFault) -> HealOutcome:
-        info = self._inspect(record)
-        if info is None:
-            return HealOutcome(True, "gone", "container no longer exists")
-        if info.get("Id") != record.target_id:
-            return HealOutcome(True, "environment", "recreated")
-        state = info.get("State", {})
-        if state.get("Running"):
-            return HealOutcome(True, "already", "running")
-        if state.get("Restarting"):
-            return HealOutcome(True, "environment", "its restart policy is restarting it")
-        self.docker.start(record.target_id)
-        after = self._inspect(record)
-        if after is not None and after.get("State", {}).get("Running"):
-            return HealOutcome(True, "healed", "started again")
-        return HealOutcome(False, "failed", "started, but it is not running")
+        return self._ensure_running(record, pinned=False)
 
 
 class PauseFault(_ContainerFault):

@@ -1,0 +1,191 @@
+"""Fault injection, decision to effect: the agent's path (Engine.apply from a Plan: fresh
+identity pin, ledger write-ahead with fsync, journal, inject; then Engine.heal: inspect,
+unpause, verify, ledger, journal) vs the raw Engine API call (docker-py APIClient, the
+same client the agent uses) vs the `docker` CLI.
+
+kill: "effect" is the container seen not running (inspect polled right after the call,
+the same way for every contender); the container is started again, untimed, between
+rounds. pause: one pause+unpause pair per sample.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks._common import interleaved, stats, timed, write_config
+
+
+class CountingDocker:
+    """Counts Engine API calls made through the agent's adapter."""
+
+    def __init__(self) -> None:
+        from agent.adapters.docker_engine import DockerEngine
+
+        self.engine = DockerEngine()
+        self.calls = 0
+        inner = self.engine._call
+
+        def counted(what: str, fn: Any, container: str = "") -> Any:
+            self.calls += 1
+            return inner(what, fn, container)
+
+        self.engine._call = counted  # type: ignore[method-assign]
+
+
+def _engine(tmp: Path, label: str, value: str, docker: Any) -> Any:
+    from agent.config import load_config
+    from agent.wiring import build_engine
+
+    extra = "\n".join(
+        [
+            "[faults]",
+            'enabled = ["kill", "pause"]',
+        ]
+    )
+    cfg = write_config(tmp / "state", label, value, extra)
+    text = cfg.read_text().replace("[agent]\n", "[agent]\nwatchdog = false\n", 1)
+    text = text.replace(
+        "[targets]\n",
+        "[targets]\nmin_replicas = 1\nmin_healthy = 0\nmax_per_group = 100\nmax_concurrent = 100\n",
+        1,
+    )
+    cfg.write_text(text)
+    config = load_config(str(cfg))
+    return build_engine(config, probes=False, docker=docker)
+
+
+def run(api: Any, ids: list[str], label: str, value: str, rounds: int = 25) -> dict[str, Any]:
+    from agent.engine import MemoryLedger
+    from agent.model import Plan
+
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="chaos-bench-") as tmp:
+        counting = CountingDocker()
+        engine = _engine(Path(tmp), label, value, counting.engine)
+        targets = {t.id: t for t in engine.discover()}
+        engine.evaluate(list(targets.values()))
+        mem_engine = _engine(Path(tmp) / "mem", label, value, counting.engine)
+        mem_engine.ledger = MemoryLedger()
+        mem_engine.evaluate(list(targets.values()))
+        names = {cid: api.inspect_container(cid)["Name"].lstrip("/") for cid in ids}
+
+        # -- pause + unpause pairs ------------------------------------------------------
+        cycle = {"i": 0}
+        retries: list[str] = []
+
+        def pick() -> str:
+            cycle["i"] += 1
+            return ids[cycle["i"] % len(ids)]
+
+        def raw_pair() -> None:
+            cid = pick()
+            api.pause(cid)
+            api.unpause(cid)
+
+        def cli_pair() -> None:
+            cid = pick()
+            subprocess.run(["docker", "pause", names[cid]], check=True, capture_output=True)
+            subprocess.run(["docker", "unpause", names[cid]], check=True, capture_output=True)
+
+        def agent_pair(eng: Any) -> Any:
+            def go() -> None:
+                cid = pick()
+                rec = eng.apply(Plan("pause", targets[cid], 60.0, {}))
+                outcome = eng.heal(rec, reason="bench")
+                tries = 0
+                while not outcome.healed:  # cgroup v1 freezer under load: retried, as the loop does
+                    tries += 1
+                    assert tries < 50, outcome
+                    retries.append(outcome.detail)
+                    time.sleep(0.1)
+                    outcome = eng.heal(rec, reason="bench retry")
+
+            return go
+
+        before = counting.calls
+        agent_pair(engine)()
+        results["api_calls_per_agent_pair"] = counting.calls - before
+        pause = interleaved(
+            {
+                "raw API pause+unpause": raw_pair,
+                "agent pause+unpause (ledger fsync)": agent_pair(engine),
+                "agent pause+unpause (in-memory ledger)": agent_pair(mem_engine),
+                "docker pause && docker unpause (CLI)": cli_pair,
+            },
+            rounds,
+        )
+        results["pause"] = {k: stats(v) for k, v in pause.items()}
+        results["heal_retries"] = retries
+
+        # -- kill -------------------------------------------------------------------------
+        def not_running(cid: str) -> None:
+            while api.inspect_container(cid)["State"]["Running"]:
+                pass
+
+        def kill_rounds() -> dict[str, list[float]]:
+            samples: dict[str, list[float]] = {}
+
+            def raw(cid: str) -> None:
+                api.kill(cid, signal="SIGKILL")
+                not_running(cid)
+
+            def cli(cid: str) -> None:
+                subprocess.run(["docker", "kill", names[cid]], check=True, capture_output=True)
+                not_running(cid)
+
+            def agent(mode: str, eng: Any) -> Any:
+                def go(cid: str) -> None:
+                    rec = eng.apply(
+                        Plan("kill", targets[cid], 60.0, {"signal": "SIGKILL", "mode": mode})
+                    )
+                    not_running(cid)
+                    go.record = rec  # type: ignore[attr-defined]
+
+                return go
+
+            contenders = {
+                "raw API kill": (raw, None),
+                "agent kill, mode=api (ledger fsync)": (agent("api", engine), engine),
+                "agent kill, mode=crash (host PID, ledger fsync)": (agent("crash", engine), engine),
+                "agent kill, mode=api (in-memory ledger)": (agent("api", mem_engine), mem_engine),
+                "docker kill (CLI)": (cli, None),
+            }
+            names_ = list(contenders)
+            for r in range(rounds + 1):
+                order = names_[r % len(names_) :] + names_[: r % len(names_)]
+                for name in order:
+                    fn, eng = contenders[name]
+                    cid = pick()
+                    ms = timed(lambda fn=fn, cid=cid: fn(cid))
+                    if r > 0:  # round 0 is the warm-up
+                        samples.setdefault(name, []).append(ms)
+                    if eng is not None:
+                        outcome = eng.heal(fn.record, reason="bench")  # starts it again
+                        assert outcome.healed, outcome
+                    else:
+                        api.start(cid)
+                    while not api.inspect_container(cid)["State"]["Running"]:
+                        time.sleep(0.01)
+                    # the agent pins StartedAt: let it change before the next kill
+                    time.sleep(0.02)
+            return samples
+
+        kill = kill_rounds()
+        results["kill"] = {k: stats(v) for k, v in kill.items()}
+
+        # -- what the write-ahead costs on its own -------------------------------------
+        from agent.ledger import Ledger
+
+        ledger = Ledger(Path(tmp) / "fsync")
+        rec = engine.apply(Plan("pause", targets[ids[0]], 60.0, {}))
+        engine.heal(rec, reason="bench")
+        save = [timed(lambda: ledger.save([rec])) for _ in range(40)]
+        journal = [timed(lambda: engine.journal.write("bench", n=1)) for _ in range(40)]
+        results["ledger_save"] = stats(save)
+        results["journal_write"] = stats(journal)
+        assert not engine.active and not mem_engine.active
+    return results
