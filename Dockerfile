@@ -24,6 +24,8 @@
 ARG BASE_IMAGE=python:3.11-slim
 
 FROM ${BASE_IMAGE} AS build
+# Marks the throw-away build stage (scripts/build-images.sh removes it after a build).
+LABEL chaos.build.stage="agent-build"
 WORKDIR /src
 COPY . /src
 # Offline when the context carries wheels (scripts/build-images.sh), from PyPI otherwise.

@@ -12,6 +12,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -168,15 +169,16 @@ class Engine:
             self.active = faults
             self._error(f"ledger update failed: {exc.message}")
 
-    def _remove(self, fault_id: str) -> None:
-        faults = [a for a in self.active if a.fault_id != fault_id]
+    def _remove(self, *fault_ids: str) -> None:
+        faults = [a for a in self.active if a.fault_id not in fault_ids]
         try:
             self._save(faults)
         except LedgerError as exc:
             self.active = faults
             self._error(f"ledger update failed (the record stays on disk): {exc.message}")
-        for table in (self.rt.due, self.rt.retry_at, self.rt.leases, self.rt.renewed_at):
-            table.pop(fault_id, None)
+        for fault_id in fault_ids:
+            for table in (self.rt.due, self.rt.retry_at, self.rt.leases, self.rt.renewed_at):
+                table.pop(fault_id, None)
 
     def _error(self, message: str) -> None:
         if message != self._last_error:
@@ -377,67 +379,87 @@ class Engine:
     # -- heal ------------------------------------------------------------------------------
     def heal(self, record: ActiveFault, *, reason: str) -> HealOutcome:
         """Heal one record; on verified success drop it from the ledger."""
+        outcome = self._heal_effect(record)
+        self._settle([(record, outcome, reason)])
+        return outcome
+
+    def heal_many(self, items: Sequence[tuple[ActiveFault, str]]) -> None:
+        """Heal several at once: effects in parallel (each is a few Engine API calls),
+        then one ledger write, so heals due together are not late by each other."""
+        if len(items) <= 1:
+            for record, reason in items:
+                self.heal(record, reason=reason)
+            return
+        with ThreadPoolExecutor(max_workers=min(8, len(items))) as pool:
+            outcomes = list(pool.map(lambda item: self._heal_effect(item[0]), items))
+        self._settle([(r, o, why) for (r, why), o in zip(items, outcomes, strict=True)])
+
+    def _heal_effect(self, record: ActiveFault) -> HealOutcome:
         fault = self.registry.get(record.target_kind, record.fault)
         if fault is None:
-            outcome = HealOutcome(
+            return HealOutcome(
                 False, "failed", f"no {record.target_kind} fault {record.fault!r} here"
             )
-        else:
-            try:
-                outcome = fault.heal(record)
-            except TargetGone as exc:
-                outcome = HealOutcome(True, "gone", exc.one_line())
-            except AgentError as exc:
-                outcome = HealOutcome(False, "failed", exc.one_line())
-            except Exception as exc:  # noqa: BLE001 - keep the record and retry later
-                outcome = HealOutcome(False, "failed", f"{exc.__class__.__name__}: {exc}")
-        if outcome.healed:
-            lease = self.rt.leases.get(record.fault_id)
-            self._remove(record.fault_id)
-            if lease is not None:
-                try:
-                    self.leases.release(lease)
-                except AgentError:
-                    pass  # best effort: the lease expires by its TTL anyway
-            event = "healed_by_environment" if outcome.how == "environment" else "heal"
-            self.journal.write(
-                event, how=outcome.how, detail=outcome.detail, reason=reason, **fault_fields(record)
-            )
-            self.log(
-                f"healed {record.fault} {printable(record.target_name)}: {outcome.how} ({reason})"
-            )
-            return outcome
+        try:
+            return fault.heal(record)
+        except TargetGone as exc:
+            return HealOutcome(True, "gone", exc.one_line())
+        except AgentError as exc:
+            return HealOutcome(False, "failed", exc.one_line())
+        except Exception as exc:  # noqa: BLE001 - keep the record and retry later
+            return HealOutcome(False, "failed", f"{exc.__class__.__name__}: {exc}")
+
+    def _settle(self, results: Sequence[tuple[ActiveFault, HealOutcome, str]]) -> None:
+        """Ledger, leases and journal after heal attempts (one ledger write for all healed)."""
+        healed = [(r, o, why) for r, o, why in results if o.healed]
+        if healed:
+            leases = [self.rt.leases.get(r.fault_id) for r, _, _ in healed]
+            self._remove(*(r.fault_id for r, _, _ in healed))
+            for (record, outcome, reason), lease in zip(healed, leases, strict=True):
+                if lease is not None:
+                    try:
+                        self.leases.release(lease)
+                    except AgentError:
+                        pass  # best effort: the lease expires by its TTL anyway
+                event = "healed_by_environment" if outcome.how == "environment" else "heal"
+                self.journal.write(
+                    event, how=outcome.how, detail=outcome.detail, reason=reason,
+                    **fault_fields(record),
+                )  # fmt: skip
+                name = printable(record.target_name)
+                self.log(f"healed {record.fault} {name}: {outcome.how} ({reason})")
+        for record, outcome, _ in results:
+            if not outcome.healed:
+                self._heal_failed(record, outcome)
+
+    def _heal_failed(self, record: ActiveFault, outcome: HealOutcome) -> None:
         attempts = record.heal_attempts + 1
         updated = record.evolve(heal_attempts=attempts, last_error=outcome.detail, status="healing")
         if any(a.fault_id == record.fault_id for a in self.active):
             self._replace(updated)
-        self.rt.retry_at[record.fault_id] = self.monotonic() + min(
-            30.0, 0.5 * 2 ** min(attempts, 6)
-        )
+        backoff = min(30.0, 0.5 * 2 ** min(attempts, 6))
+        self.rt.retry_at[record.fault_id] = self.monotonic() + backoff
         self.journal.write(
             "heal_failed", attempts=attempts, detail=outcome.detail, **fault_fields(record)
         )
-        self.log(
-            f"heal of {record.fault} {printable(record.target_name)} failed ({attempts}): {printable(outcome.detail)}"
-        )
+        name = printable(record.target_name)
+        self.log(f"heal of {record.fault} {name} failed ({attempts}): {printable(outcome.detail)}")
         if attempts == self.timing.stuck_after:
             self.journal.write("stuck", attempts=attempts, **fault_fields(record))
-            self.log(
-                f"error: heal of {record.fault} {printable(record.target_name)} is stuck; no new faults until cleared"
-            )
-        return outcome
+            self.log(f"error: heal of {record.fault} {name} is stuck; no new faults until cleared")
 
-    def heal_all(self, reason: str, *, budget: float | None = None) -> bool:
-        """Heal every active fault; True if none is left."""
+    def heal_all(self, reason: str, *, budget: float | None = None, passes: int = 1) -> bool:
+        """Heal every active fault (in parallel); True if none is left."""
         end = None if budget is None else self.monotonic() + budget
-        for record in list(self.active):
-            if end is not None and self.monotonic() > end:
+        for _ in range(passes):
+            if not self.active or (end is not None and self.monotonic() > end):
                 break
-            self.heal(record, reason=reason)
+            self.heal_many([(record, reason) for record in list(self.active)])
         return not self.active
 
     def heal_due(self) -> None:
         now = self.monotonic()
+        due_now: list[tuple[ActiveFault, str]] = []
         for record in list(self.active):
             due = self.rt.due.get(record.fault_id)
             if due is None:  # loaded from disk: use the wall-clock deadline
@@ -447,12 +469,14 @@ class Engine:
             retry = self.rt.retry_at.get(record.fault_id)
             if retry is not None:
                 if now >= retry:
-                    self.heal(record, reason="retry")
+                    due_now.append((record, "retry"))
                 continue
             if now >= due:
-                self.heal(record, reason="duration elapsed")
+                due_now.append((record, "duration elapsed"))
             elif lease is not None and now >= lease.local_deadline:
-                self.heal(record, reason="lease deadline reached (could not renew)")
+                due_now.append((record, "lease deadline reached (could not renew)"))
+        if due_now:
+            self.heal_many(due_now)
 
     def renew_leases(self) -> None:
         if not self.leases.remote:
@@ -604,10 +628,8 @@ class Engine:
         """Heal all within the stop budget; a fault left unhealed means exit 1."""
         if self.probes is not None:
             self.probes.stop()
-        healed = self.heal_all(f"agent stopping: {reason}", budget=self.config.agent.stop_timeout)
-        if not healed:
-            # one last pass for records whose retry was pending
-            self.heal_all(f"agent stopping: {reason}", budget=1.0)
+        # a failed heal gets a couple more tries within the stop budget
+        self.heal_all(f"agent stopping: {reason}", budget=self.config.agent.stop_timeout, passes=3)
         self.leases.close()
         left = len(self.active)
         if self._watchdog is not None and left == 0:

@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -101,14 +102,23 @@ class StateLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "?"
+            holder = ""
+            for _ in range(40):  # the winner may be between its truncate and its write
+                holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+                if holder:
+                    break
+                time.sleep(0.005)
+            holder = holder or "?"
             os.close(fd)
             raise LockHeld(
                 f"another chaos-agent (pid {holder}) is using the state directory {self.path.parent}",
                 hint="stop it first, or give this one another [agent].state_dir",
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        try:  # the PID is informational (the flock is the lock): a full disk is fine here
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        except OSError:
+            pass
         self._fd = fd
 
     def release(self) -> None:

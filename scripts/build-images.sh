@@ -202,9 +202,18 @@ chroot_apt() {
     apt-get -o Dpkg::Use-Pty=0 -o APT::Keep-Downloaded-Packages=true "$@"
 }
 
+REPLACED=()  # ids of images this run re-tagged, removed at the end
+remember_old() {
+  local id
+  id="$("$DOCKER" image inspect --format '{{.Id}}' "$1" 2>/dev/null || true)"
+  [[ -n "$id" ]] && REPLACED+=("$id")
+  return 0
+}
+
 # tar a rootfs into `docker import`, leaving out what an image must not carry.
 import_rootfs() {
   local root="$1" image="$2" key="$3"
+  remember_old "$image"
   tar --numeric-owner --xattrs -C "$root" \
     --exclude='./proc/*' --exclude='./sys/*' --exclude='./dev/*' --exclude='./run/*.pid' \
     --exclude='./tmp/*' --exclude='./var/lib/apt/lists/*' --exclude='./var/cache/apt/*' \
@@ -316,7 +325,10 @@ docker_build() {
   local image="$1" context="$2" out
   shift 2
   out="$(mktemp)"
-  if ! "$DOCKER" build --rm --force-rm -t "$image" "$@" "$context" >"$out" 2>&1; then
+  remember_old "$image"
+  local no_cache=()
+  [[ "$FORCE" == 1 ]] && no_cache=(--no-cache)
+  if ! "$DOCKER" build --rm --force-rm "${no_cache[@]+"${no_cache[@]}"}" -t "$image" "$@" "$context" >"$out" 2>&1; then
     tail -n 40 "$out" >&2
     rm -f "$out"
     die "docker build of $image failed"
@@ -420,6 +432,11 @@ PY
   fi
   docker_build chaos-agent:latest "$ctx" --build-arg BASE_IMAGE=chaos-agent-rootfs:"$SUITE" \
     --label "chaos.build.key=$key"
+  # The legacy builder keeps the multi-stage build's first stage as an untagged image.
+  local stage
+  for stage in $("$DOCKER" images -q --filter dangling=true --filter label=chaos.build.stage=agent-build); do
+    "$DOCKER" image rm "$stage" >/dev/null 2>&1 || true
+  done
   cleanup_one "$ctx"
 }
 
@@ -441,5 +458,12 @@ for target in "${TARGETS[@]}"; do
   esac
   size="$("$DOCKER" image inspect --format '{{.Size}}' "$image")"
   log "$(printf '%-22s ready in %4ds (%d MB)' "$image" "$((SECONDS - start))" "$((size / 1000000))")"
+done
+# Rebuilt images leave their previous versions untagged: remove exactly those (by id, no
+# force: one still used by a container or a child image stays).
+for old_id in "${REPLACED[@]+"${REPLACED[@]}"}"; do
+  # still tagged (a cache hit rebuilt the same image): keep it
+  tags="$("$DOCKER" image inspect --format '{{len .RepoTags}}' "$old_id" 2>/dev/null || echo 1)"
+  [[ "$tags" == 0 ]] && "$DOCKER" image rm "$old_id" >/dev/null 2>&1
 done
 log "done in $((SECONDS - total_start))s"

@@ -3,7 +3,8 @@
 #
 #   scripts/docker-engine.sh
 #
-# - If `docker info` answers: do nothing (a developer laptop with Docker already running).
+# - If `docker info` answers: leave the engine alone (a laptop with Docker running); only
+#   install docker-compose if no compose tool exists and we are root.
 # - Else (root needed): install the distribution's packages if missing (docker.io,
 #   iptables, and docker-compose when no compose tool exists), clear a stale pid file or
 #   containerd socket left by a dockerd that was killed, start dockerd in the background
@@ -27,8 +28,16 @@ have() { command -v "$1" >/dev/null 2>&1; }
 
 engine_answers() { have docker && timeout 20 docker info >/dev/null 2>&1; }
 
+have_compose() { have docker-compose || { have docker && docker compose version >/dev/null 2>&1; }; }
+
 if engine_answers; then
   say "the Docker engine answers ($(docker version --format '{{.Server.Version}}' 2>/dev/null || echo '?'))"
+  # The engine is left alone; only a missing compose tool is added (the examples need one).
+  if ! have_compose && [[ "$(id -u)" == 0 ]] && have apt-get; then
+    say "installing docker-compose (distribution package)"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >/dev/null
+  fi
   exit 0
 fi
 
@@ -43,9 +52,7 @@ fi
 packages=()
 have dockerd || packages+=(docker.io)
 have iptables || packages+=(iptables)
-if ! have docker-compose && ! { have docker && docker compose version >/dev/null 2>&1; }; then
-  packages+=(docker-compose)
-fi
+have_compose || packages+=(docker-compose)
 if ((${#packages[@]})); then
   have apt-get || die "no apt-get: install Docker for your distribution, then run this again"
   say "installing ${packages[*]} (distribution packages)"

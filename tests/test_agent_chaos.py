@@ -7,7 +7,7 @@ Quick variants run by default (a few minutes); long ones with `-m slow`:
 
     pytest tests/test_agent_chaos.py                     # ~6 SIGKILL trials, the rest
     pytest tests/test_agent_chaos.py -m slow             # 40 trials (CHAOS_CHAOS_TRIALS=N)
-    CHAOS_TEST_RESTART_DOCKERD=1 pytest tests/test_agent_chaos.py -m slow -k dockerd
+    CHAOS_TEST_RESTART_DOCKERD=1 pytest tests/test_agent_chaos.py -m slow -k daemon_restart
         # restarts the machine's dockerd: every container on it stops (restart
         # policies bring theirs back); run it on a machine nobody else is using
 

@@ -151,16 +151,17 @@ class PauseFault(_ContainerFault):
             return HealOutcome(True, "environment", "restarted or recreated since the pause")
         if not info.get("State", {}).get("Paused"):
             return HealOutcome(True, "already", "not paused")
+        error = ""
         try:
             self.docker.unpause(record.target_id)
-        except FaultFailed:
-            pass  # verified below: a concurrent unpause is success
+        except FaultFailed as exc:
+            error = exc.one_line()  # verified below: a concurrent unpause is success
         after = self._inspect(record)
         if after is None:
             return HealOutcome(True, "gone", "container no longer exists")
         if not after.get("State", {}).get("Paused"):
             return HealOutcome(True, "healed", "unpaused")
-        return HealOutcome(False, "failed", "still paused after unpause")
+        return HealOutcome(False, "failed", f"still paused after unpause {error}".strip())
 
 
 def container_faults(
