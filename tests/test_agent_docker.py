@@ -328,7 +328,7 @@ def _started(info: dict) -> float:
 def test_sigterm_heals_everything_and_exits_0(
     containers, docker_api, tmp_path, value, cleanup_procs
 ):
-    web = group_of_three(containers, value, "s")
+    group_of_three(containers, value, "s")
     cfg = write_config(tmp_path, value, '[faults]\nenabled = ["pause", "stop"]', duration="120s")
     proc = start_agent("run", "--config", str(cfg))
     cleanup_procs.append(proc)
@@ -450,7 +450,7 @@ def test_unwritable_ledger_means_no_injection(containers, docker_api, tmp_path, 
 def test_watchdog_heals_when_the_agent_is_gone_for_good(
     containers, docker_api, tmp_path, value, cleanup_procs
 ):
-    web = group_of_three(containers, value, "w")
+    group_of_three(containers, value, "w")
     cfg = write_config(tmp_path, value, '[faults]\nenabled = ["pause"]', duration="3s")
     proc = start_agent("run", "--config", str(cfg))
     cleanup_procs.append(proc)
@@ -493,7 +493,9 @@ def test_hostile_names_are_printed_escaped_and_never_executed(
     assert all(not state(docker_api, c["Id"])["Paused"] for c in web)
 
 
-def test_kill_switch_heals_within_5s_and_blocks_new_faults(containers, docker_api, tmp_path, value, cleanup_procs):
+def test_kill_switch_heals_within_5s_and_blocks_new_faults(
+    containers, docker_api, tmp_path, value, cleanup_procs
+):
     group_of_three(containers, value, "ks")
     cfg = write_config(tmp_path, value, '[faults]\nenabled = ["pause"]', duration="120s")
     proc = start_agent("run", "--config", str(cfg))

@@ -13,7 +13,15 @@ import pytest
 
 from tests.conftest import REPO, need
 from tests.coordinator_sshd import SshdServer, sshd_available
-from tests.test_agent_docker import group_of_three, journal, ledger, start_agent, state, wait_event, wait_for
+from tests.test_agent_docker import (
+    group_of_three,
+    journal,
+    ledger,
+    start_agent,
+    state,
+    wait_event,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.sshd]
 
@@ -66,7 +74,10 @@ renew_margin = "0.5s"
 def coordinator_cli(srv: SshdServer, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "agent.coordinator", *args, "--db", str(srv.db)],
-        capture_output=True, text=True, timeout=60, cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
     )
 
 
@@ -80,7 +91,9 @@ def procs():
             p.wait(timeout=10)
 
 
-def test_fleet_halt_heals_at_next_renew_and_blocks_new_faults(coordinator, containers, docker_api, tmp_path, procs):
+def test_fleet_halt_heals_at_next_renew_and_blocks_new_faults(
+    coordinator, containers, docker_api, tmp_path, procs
+):
     value = f"fleet-{time.time_ns()}"
     group_of_three(containers, value, "fh")
     cfg = fleet_config(tmp_path, coordinator, value, "120s")
@@ -101,15 +114,23 @@ def test_fleet_halt_heals_at_next_renew_and_blocks_new_faults(coordinator, conta
     heal = [e for e in journal(tmp_path) if e["event"] == "heal"][0]
     assert "lease refused" in heal["reason"]
     # the next attempts are refused by the coordinator, and say why
-    wait_for(lambda: any("halt" in (e.get("reason") or "") for e in journal(tmp_path)
-                         if e["event"] == "skip" and e["t"] > heal["t"]), 15)
+    wait_for(
+        lambda: any(
+            "halt" in (e.get("reason") or "")
+            for e in journal(tmp_path)
+            if e["event"] == "skip" and e["t"] > heal["t"]
+        ),
+        15,
+    )
     assert len([e for e in journal(tmp_path) if e["event"] == "inject"]) == 1
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=20)
     assert proc.returncode == 0
 
 
-def test_coordinator_gone_means_no_new_faults_but_active_ones_heal_on_time(coordinator, containers, docker_api, tmp_path, procs):
+def test_coordinator_gone_means_no_new_faults_but_active_ones_heal_on_time(
+    coordinator, containers, docker_api, tmp_path, procs
+):
     value = f"fleet-{time.time_ns()}"
     group_of_three(containers, value, "fg")
     cfg = fleet_config(tmp_path, coordinator, value, "4s")

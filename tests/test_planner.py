@@ -130,9 +130,11 @@ def test_plan_respects_max_concurrent_min_gap_stuck_and_windows():
 
 def test_seeded_plans_replay_and_weights_bias():
     ts = [T(f"w{i}") for i in range(5)]
-    seq = lambda seed: [
-        plan(ts, [], [], POLICY, TIMING, 0.0, r) for r in [random.Random(seed)] for _ in range(20)
-    ]  # noqa: E731
+
+    def seq(seed: int) -> list:
+        rng = random.Random(seed)
+        return [plan(ts, [], [], POLICY, TIMING, 0.0, rng) for _ in range(20)]
+
     assert seq(5) == seq(5)
     assert seq(5) != seq(6)
     weighted = Policy(weights={"pause": 10, "kill": 0, "stop": 0, "restart": 0})
