@@ -40,13 +40,14 @@ RUN set -eu; \
     find /opt/chaos-agent -name '__pycache__' -prune -exec rm -rf {} +
 
 FROM ${BASE_IMAGE}
-# iptables, iproute2 (tc, ip), util-linux (nsenter), tzdata (schedule windows). The local
+# iptables, nftables (nft: heal removes an empty filter table iptables-nft created),
+# iproute2 (tc, ip), util-linux (nsenter), tzdata (schedule windows). The local
 # base already has them (they cannot be installed from inside a build there).
 RUN set -eu; \
-    if ! command -v iptables >/dev/null || ! command -v tc >/dev/null \
+    if ! command -v iptables >/dev/null || ! command -v tc >/dev/null || ! command -v nft >/dev/null \
        || ! command -v nsenter >/dev/null || [ ! -e /usr/share/zoneinfo/UTC ]; then \
       apt-get update; \
-      apt-get install -y --no-install-recommends iptables iproute2 util-linux tzdata; \
+      apt-get install -y --no-install-recommends iptables nftables iproute2 util-linux tzdata; \
       rm -rf /var/lib/apt/lists/*; \
     fi; \
     useradd --system --uid 10001 --home-dir /var/lib/chaos-agent --shell /usr/sbin/nologin chaos; \

@@ -323,6 +323,8 @@ def build_report(events: Iterable[object]) -> Report:
             inject_failed += 1
             continue
         fid = e.get("fault_id")
+        if kind in ("healed_by_environment", "watchdog") and e.get("how") != "failed":
+            kind = "heal"  # a restart policy, or the watchdog, ended the fault
         if kind not in ("inject", "heal", "heal_failed", "stuck"):
             continue
         if not isinstance(fid, str) or not fid:

@@ -38,7 +38,7 @@ IMPORT_VERSION=2
 export DOCKER_BUILDKIT=0
 
 BASE_PACKAGES="python3 ca-certificates"
-AGENT_PACKAGES="python3-venv iptables iproute2 util-linux tzdata"
+AGENT_PACKAGES="python3-venv iptables nftables iproute2 util-linux tzdata"
 PHP_PACKAGES="apache2 libapache2-mod-php php-mysql"
 MARIADB_PACKAGES="mariadb-server mariadb-client"
 HAPROXY_PACKAGES="haproxy"

@@ -292,3 +292,21 @@ def test_settle_window_ends_where_the_next_fault_begins() -> None:
     faults = by_id(build_report(events))
     assert faults["a"].verdict == rpt.SURVIVED
     assert faults["b"].verdict == rpt.DEGRADED and faults["b"].time_to_recover == 5.0
+
+
+def test_environment_and_watchdog_heals_close_a_fault() -> None:
+    events = [
+        ev("start", 0),
+        fault("inject", 10, "k1", "kill", "web-1", "web"),
+        fault("healed_by_environment", 14, "k1", "kill", "web-1", "web", how="environment"),
+        fault("inject", 20, "p1", "pause", "web-2", "web"),
+        fault("watchdog", 52, "p1", "pause", "web-2", "web", how="healed"),
+        fault("heal", 60, "p1", "pause", "web-2", "web", how="already"),
+        fault("inject", 70, "p2", "pause", "web-3", "web"),
+        fault("watchdog", 102, "p2", "pause", "web-3", "web", how="failed"),
+        ev("stop", 110),
+    ]
+    faults = by_id(build_report(events))
+    assert faults["k1"].duration(T0 + 110) == 4.0 and faults["k1"].heal_how == "environment"
+    assert faults["p1"].duration(T0 + 110) == 32.0  # the first heal ends it
+    assert faults["p2"].end is None and faults["p2"].open  # a failed watchdog heal does not
