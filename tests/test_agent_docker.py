@@ -528,3 +528,28 @@ def test_once_faults_one_target_and_returns_after_the_heal(containers, docker_ap
     assert events.count("inject") == 1 and events.count("heal") == 1
     assert events[-1] == "stop"
     assert all(state(docker_api, c["Id"])["Running"] for c in web)
+
+
+def test_stop_condition_halts_heals_and_exits_3(containers, docker_api, tmp_path, value):
+    import socket
+
+    group_of_three(containers, value, "sc")
+    with socket.socket() as s:  # a port with nothing listening: the probe fails
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    extra = (
+        '[faults]\nenabled = ["pause"]\n'
+        f'[[probes]]\nname = "site"\nkind = "tcp"\naddress = "127.0.0.1:{port}"\ninterval = "0.2s"\n'
+        'timeout = "0.2s"\n[stop]\nmin_availability = 0.8\nwindow = "3s"\nmin_samples = 5\n'
+    )
+    cfg = write_config(tmp_path, value, extra, duration="120s", first_after="0s")
+    result = run_cli("run", "--config", str(cfg), "--for", "60s", timeout=90)
+    assert result.returncode == 3, result.stderr
+    events = journal(tmp_path)
+    halt = next(e for e in events if e["event"] == "halt")
+    assert "site" in halt["reason"]
+    assert any(e["event"] == "probe" and e["ok"] is False for e in events)
+    assert ledger(tmp_path) == []
+    for e in events:
+        if e["event"] == "inject":
+            assert not state(docker_api, e["container_id"])["Paused"]

