@@ -12,7 +12,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -149,6 +149,10 @@ class Engine:
         self._kill_switch_seen = False
         self._coordinator_down_since: float | None = None
         self._last_error = ""
+        # heals due in the loop run on a small pool so one slow heal never makes
+        # the next one late; the loop stays the only writer of the ledger
+        self._pool: ThreadPoolExecutor | None = None
+        self._inflight: dict[str, tuple[Future[HealOutcome], ActiveFault, str]] = {}
 
     # -- signals -----------------------------------------------------------------------
     def request_stop(self, reason: str) -> None:
@@ -383,9 +387,34 @@ class Engine:
         self._settle([(record, outcome, reason)])
         return outcome
 
+    def _start_heal(self, record: ActiveFault, reason: str) -> None:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="heal")
+        future = self._pool.submit(self._heal_effect, record)
+        self._inflight[record.fault_id] = (future, record, reason)
+        future.add_done_callback(lambda _f: self.wake.set())
+
+    def collect_heals(self, *, wait: bool = False) -> None:
+        """Settle the heals that finished (all of them with wait=True)."""
+        finished: list[tuple[ActiveFault, HealOutcome, str]] = []
+        for fault_id, (future, record, reason) in list(self._inflight.items()):
+            if not (wait or future.done()):
+                continue
+            try:
+                outcome = future.result()
+            except Exception as exc:  # noqa: BLE001 - _heal_effect already catches; belt and braces
+                outcome = HealOutcome(False, "failed", f"{exc.__class__.__name__}: {exc}")
+            del self._inflight[fault_id]
+            current = next((a for a in self.active if a.fault_id == fault_id), record)
+            finished.append((current, outcome, reason))
+        if finished:
+            self._settle(finished)
+
     def heal_many(self, items: Sequence[tuple[ActiveFault, str]]) -> None:
         """Heal several at once: effects in parallel (each is a few Engine API calls),
         then one ledger write, so heals due together are not late by each other."""
+        self.collect_heals(wait=True)  # never two heals of one record at once
+        items = [(r, why) for r, why in items if any(a.fault_id == r.fault_id for a in self.active)]
         if len(items) <= 1:
             for record, reason in items:
                 self.heal(record, reason=reason)
@@ -458,9 +487,13 @@ class Engine:
         return not self.active
 
     def heal_due(self) -> None:
+        """Settle finished heals, then start the heals that are due (on the pool)."""
+        self.collect_heals()
         now = self.monotonic()
         due_now: list[tuple[ActiveFault, str]] = []
         for record in list(self.active):
+            if record.fault_id in self._inflight:
+                continue
             due = self.rt.due.get(record.fault_id)
             if due is None:  # loaded from disk: use the wall-clock deadline
                 due = now + max(0.0, record.deadline - self.clock())
@@ -475,8 +508,8 @@ class Engine:
                 due_now.append((record, "duration elapsed"))
             elif lease is not None and now >= lease.local_deadline:
                 due_now.append((record, "lease deadline reached (could not renew)"))
-        if due_now:
-            self.heal_many(due_now)
+        for record, reason in due_now:
+            self._start_heal(record, reason)
 
     def renew_leases(self) -> None:
         if not self.leases.remote:
@@ -486,6 +519,8 @@ class Engine:
             lease = self.rt.leases.get(record.fault_id)
             if lease is None or now - self.rt.renewed_at.get(record.fault_id, 0) < lease.ttl / 3:
                 continue
+            if record.fault_id in self._inflight:
+                continue  # being healed already
             try:
                 self.rt.leases[record.fault_id] = self.leases.renew(lease)
                 self.rt.renewed_at[record.fault_id] = now
@@ -547,7 +582,13 @@ class Engine:
                 self.journal.write("halt", reason=reason)
                 self.request_stop(f"stop condition: {reason}")
                 return
-        if allow_inject and self.next_attempt is not None and self.monotonic() >= self.next_attempt:
+        # heal first: no new decision while a heal is still in flight
+        if (
+            allow_inject
+            and not self._inflight
+            and self.next_attempt is not None
+            and self.monotonic() >= self.next_attempt
+        ):
             if self._coordinator_down_since is not None:
                 self.probe_coordinator()
             try:
@@ -562,11 +603,17 @@ class Engine:
     def next_wakeup(self, end: float | None) -> float:
         now = self.monotonic()
         candidates = [now + 1.0]  # kill switch and probes are checked at least every second
+        if any(future.done() for future, _, _ in self._inflight.values()):
+            return 0.0  # a heal finished: settle it now
+        waiting = [a for a in self.active if a.fault_id not in self._inflight]
         candidates += [
-            self.rt.retry_at.get(a.fault_id) or self.rt.due.get(a.fault_id, now)
-            for a in self.active
+            self.rt.retry_at.get(a.fault_id) or self.rt.due.get(a.fault_id, now) for a in waiting
         ]
-        candidates += [lease.local_deadline for lease in self.rt.leases.values()]
+        candidates += [
+            lease.local_deadline
+            for fid, lease in self.rt.leases.items()
+            if fid not in self._inflight
+        ]
         if self.next_attempt is not None:
             candidates.append(self.next_attempt)
         if end is not None:
@@ -630,6 +677,9 @@ class Engine:
             self.probes.stop()
         # a failed heal gets a couple more tries within the stop budget
         self.heal_all(f"agent stopping: {reason}", budget=self.config.agent.stop_timeout, passes=3)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         self.leases.close()
         left = len(self.active)
         if self._watchdog is not None and left == 0:

@@ -111,7 +111,7 @@ def test_fleet_halt_heals_at_next_renew_and_blocks_new_faults(
     t0 = time.monotonic()
     wait_for(lambda: not state(docker_api, inject["container_id"])["Paused"], 10)
     assert time.monotonic() - t0 < 6.0  # renews run every ttl/3 = 2 s
-    heal = [e for e in journal(tmp_path) if e["event"] == "heal"][0]
+    heal = wait_event(tmp_path, "heal", timeout=5)  # journaled right after the effect
     assert "lease refused" in heal["reason"]
     # the next attempts are refused by the coordinator, and say why
     wait_for(
