@@ -446,19 +446,19 @@ def report(
         typer.echo(f"wrote {html}", err=True)
 
 
-def _mount_optional() -> None:
-    """Sub-commands that live in their own modules."""
-    try:
-        from agent.coordinator.cli import app as coordinator_app
-    except ImportError:
-        pass
-    else:
-        app.add_typer(
-            coordinator_app, name="coordinator", help="The fleet coordinator (leases over SSH)."
-        )
+def _mount_coordinator() -> None:
+    """`chaos-agent coordinator ...` lives in its own module: mounted only when asked
+    for (or for --help), so the agent's own commands start faster."""
+    if len(sys.argv) > 1 and sys.argv[1] not in ("coordinator", "--help", "-h"):
+        return
+    from agent.coordinator.cli import app as coordinator_app
+
+    app.add_typer(
+        coordinator_app, name="coordinator", help="The fleet coordinator (leases over SSH)."
+    )
 
 
-_mount_optional()
+_mount_coordinator()
 
 
 def main() -> None:

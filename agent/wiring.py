@@ -145,7 +145,10 @@ def build_engine(
 ) -> Engine:
     docker = docker or DockerEngine()
     registry = build_registry(config, docker, warn=log)
-    unavailable = registry.unavailable()
+    # probe only what may be chosen: the capability probe costs subprocesses
+    enabled = {("container", name) for name in config.faults.enabled}
+    enabled |= {("process", name) for group in config.processes for name in group.faults}
+    unavailable = registry.unavailable(only=enabled)
 
     def refuse(target: Target, fault_name: str) -> str | None:
         fault = registry.get(target.kind, fault_name)

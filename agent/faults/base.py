@@ -67,10 +67,16 @@ class FaultRegistry:
     def names(self, kind: str) -> list[str]:
         return [n for (k, n) in self._faults if k == kind]
 
-    def unavailable(self) -> dict[tuple[str, str], str]:
-        """Faults this host cannot do, with the reason (probed once, at start)."""
+    def unavailable(
+        self, only: Iterable[tuple[str, str]] | None = None
+    ) -> dict[tuple[str, str], str]:
+        """Faults this host cannot do, with the reason (probed once, at start).
+        `only`: probe just these (kind, name) pairs, e.g. the enabled ones."""
+        wanted = set(only) if only is not None else None
         out: dict[tuple[str, str], str] = {}
         for key, fault in self._faults.items():
+            if wanted is not None and key not in wanted:
+                continue
             reason = fault.unavailable()
             if reason:
                 out[key] = reason
