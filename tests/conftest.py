@@ -23,6 +23,19 @@ TEST_LABEL = "chaos.test"
 WEB_IMAGE = os.environ.get("CHAOS_WEB_IMAGE", "chaos-web:latest")
 
 
+def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.05) -> Any:
+    """Poll until `predicate` returns something truthy; fail after `timeout` seconds."""
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
 def need(condition: bool, what: str) -> None:
     """Skip locally, fail under CI: a missing engine is never a silent pass."""
     if condition:

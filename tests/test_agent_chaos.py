@@ -34,7 +34,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import REPO, need, run_cli
+from tests.conftest import REPO, need, run_cli, wait_for
 
 SEED = int(os.environ.get("CHAOS_CHAOS_SEED", "20240611"))
 
@@ -101,16 +101,6 @@ def start_agent(*args: str, **kw: Any) -> subprocess.Popen[str]:
         text=True,
         **kw,
     )
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.05) -> Any:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def first_event(state: Path, event: str, after: float = 0.0) -> dict[str, Any] | None:

@@ -47,6 +47,14 @@ class Fault(Protocol):
         ...
 
 
+def describe_record(fault: str, record: ActiveFault) -> str:
+    """'pause web-2 (web) for 30s': the one wording every fault uses."""
+    from agent.durations import format_duration
+
+    span = format_duration(max(0.0, record.deadline - record.injected_at))
+    return f"{fault} {record.target_name} ({record.group}) for {span}"
+
+
 class FaultRegistry:
     """Faults by (target kind, name)."""
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from agent.adapters import hostpid
 from agent.adapters.docker_engine import DockerEngine
-from agent.durations import format_duration
 from agent.errors import FaultFailed, TargetGone, Unsupported
+from agent.faults.base import describe_record
 from agent.model import ActiveFault, HealOutcome, Target
 
 
@@ -49,8 +49,7 @@ class _ContainerFault:
         return ()
 
     def describe(self, record: ActiveFault) -> str:
-        span = format_duration(record.deadline - record.injected_at)
-        return f"{self.name} {record.target_name} ({record.group}) for {span}"
+        return describe_record(self.name, record)
 
     # -- shared heal logic ------------------------------------------------------------
     def _inspect(self, record: ActiveFault) -> dict[str, Any] | None:

@@ -17,7 +17,7 @@ from typing import Any
 from agent.adapters import processes
 from agent.config import Config, ProcessGroup
 from agent.errors import AgentError, IdentityChanged, TargetGone
-from agent.faults.base import Fault
+from agent.faults.base import Fault, describe_record
 from agent.model import ActiveFault, HealOutcome, Target, TargetKind
 
 
@@ -57,8 +57,7 @@ class _ProcessFault:
         return ()
 
     def describe(self, record: ActiveFault) -> str:
-        seconds = max(0.0, record.deadline - record.injected_at)
-        return f"{self.name} {record.target_name} ({record.group}) for {seconds:g}s"
+        return describe_record(self.name, record)
 
     def _signal(self, record: ActiveFault, signal_name: str) -> None:
         pid, create_time = _identity(record)
