@@ -217,7 +217,15 @@ def describe_selection(verdicts: Sequence[Verdict], policy: Policy) -> str:
     """One sentence saying what is targeted (printed by `run` at start)."""
     groups = {(v.target.kind, v.target.group) for v in verdicts}
     eligible = sum(1 for v in verdicts if v.eligible)
-    faults = sorted({f for v in verdicts for f in v.faults})
+    # what may be chosen on this host (not only on targets eligible right now)
+    faults = sorted(
+        {
+            name
+            for kind, names in policy.enabled.items()
+            for name in names
+            if (kind, name) not in policy.unavailable
+        }
+    )
     rules = policy.rules
     return (
         f"Targeting {len(verdicts)} opted-in target(s) in {len(groups)} group(s) "
