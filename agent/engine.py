@@ -411,17 +411,14 @@ class Engine:
             self._settle(finished)
 
     def heal_many(self, items: Sequence[tuple[ActiveFault, str]]) -> None:
-        """Heal several at once: effects in parallel (each is a few Engine API calls),
+        """Heal several at once and wait: effects in parallel on the engine's pool,
         then one ledger write, so heals due together are not late by each other."""
         self.collect_heals(wait=True)  # never two heals of one record at once
-        items = [(r, why) for r, why in items if any(a.fault_id == r.fault_id for a in self.active)]
-        if len(items) <= 1:
-            for record, reason in items:
-                self.heal(record, reason=reason)
-            return
-        with ThreadPoolExecutor(max_workers=min(8, len(items))) as pool:
-            outcomes = list(pool.map(lambda item: self._heal_effect(item[0]), items))
-        self._settle([(r, o, why) for (r, why), o in zip(items, outcomes, strict=True)])
+        active = {a.fault_id for a in self.active}
+        for record, reason in items:
+            if record.fault_id in active:
+                self._start_heal(record, reason)
+        self.collect_heals(wait=True)
 
     def _heal_effect(self, record: ActiveFault) -> HealOutcome:
         fault = self.registry.get(record.target_kind, record.fault)
@@ -601,10 +598,10 @@ class Engine:
             self.next_attempt = self.monotonic() + gap
 
     def next_wakeup(self, end: float | None) -> float:
-        now = self.monotonic()
-        candidates = [now + 1.0]  # kill switch and probes are checked at least every second
         if any(future.done() for future, _, _ in self._inflight.values()):
             return 0.0  # a heal finished: settle it now
+        now = self.monotonic()
+        candidates = [now + 1.0]  # kill switch and probes are checked at least every second
         waiting = [a for a in self.active if a.fault_id not in self._inflight]
         candidates += [
             self.rt.retry_at.get(a.fault_id) or self.rt.due.get(a.fault_id, now) for a in waiting
