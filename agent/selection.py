@@ -49,6 +49,14 @@ class Policy:
         return float(self.weights.get(fault, 1.0))
 
 
+def enabled_faults(config: Config) -> dict[str, tuple[str, ...]]:
+    """The faults the configuration lets the planner choose, per target kind."""
+    process_faults: list[str] = []
+    for p in config.processes:
+        process_faults.extend(f for f in p.faults if f not in process_faults)
+    return {"container": config.faults.enabled, "process": tuple(process_faults)}
+
+
 def policy_from_config(
     config: Config,
     *,
@@ -60,16 +68,13 @@ def policy_from_config(
         p.group: GroupRules(p.min_replicas, p.min_healthy, t.max_per_group)
         for p in config.processes
     }
-    process_faults: list[str] = []
-    for p in config.processes:
-        process_faults.extend(f for f in p.faults if f not in process_faults)
     return Policy(
         label=t.label,
         value=t.value,
         rules=GroupRules(t.min_replicas, t.min_healthy, t.max_per_group),
         group_rules=group_rules,
         max_concurrent=t.max_concurrent,
-        enabled={"container": config.faults.enabled, "process": tuple(process_faults)},
+        enabled=enabled_faults(config),
         weights=dict(config.faults.weights),
         unavailable=dict(unavailable or {}),
         refuse=refuse,

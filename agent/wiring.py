@@ -22,7 +22,7 @@ from agent.leases import LeaseProvider, LocalLeases
 from agent.ledger import Ledger
 from agent.model import Target
 from agent.planner import timing_from_schedule
-from agent.selection import Policy, policy_from_config
+from agent.selection import Policy, enabled_faults, policy_from_config
 
 
 def build_registry(
@@ -146,8 +146,7 @@ def build_engine(
     docker = docker or DockerEngine()
     registry = build_registry(config, docker, warn=log)
     # probe only what may be chosen: the capability probe costs subprocesses
-    enabled = {("container", name) for name in config.faults.enabled}
-    enabled |= {("process", name) for group in config.processes for name in group.faults}
+    enabled = {(kind, name) for kind, names in enabled_faults(config).items() for name in names}
     unavailable = registry.unavailable(only=enabled)
 
     def refuse(target: Target, fault_name: str) -> str | None:
