@@ -154,3 +154,23 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60, 
         cwd=REPO,
         **kw,
     )
+
+
+def start_agent(*args: str, **kw: Any) -> subprocess.Popen[str]:
+    """Start `python -m agent ARGS` in the background, output captured."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "agent", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
+
+
+def ledger_faults(state_dir: Path) -> list[dict[str, Any]]:
+    """The records in a state directory's ledger ([] when there is none)."""
+    import json
+
+    path = state_dir / "ledger.json"
+    return json.loads(path.read_text())["faults"] if path.exists() else []

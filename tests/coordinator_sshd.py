@@ -232,6 +232,16 @@ class SshdServer:
         self.kill()
         shutil.rmtree(self.root, ignore_errors=True)
 
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run `python -m agent.coordinator ARGS --db <this server's db>`."""
+        return subprocess.run(
+            [sys.executable, "-m", "agent.coordinator", *args, "--db", str(self.db)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=REPO,
+        )
+
     def store(self) -> Any:
         from agent.coordinator.store import Store
 

@@ -34,7 +34,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import REPO, need, run_cli, wait_for
+from tests.conftest import REPO, need, run_cli, start_agent, wait_for
+from tests.conftest import ledger_faults as ledger
 
 SEED = int(os.environ.get("CHAOS_CHAOS_SEED", "20240611"))
 
@@ -85,22 +86,6 @@ def journal(state: Path) -> list[dict[str, Any]]:
         with contextlib.suppress(json.JSONDecodeError):  # a torn line after a SIGKILL
             out.append(json.loads(line))
     return out
-
-
-def ledger(state: Path) -> list[dict[str, Any]]:
-    path = state / "ledger.json"
-    return json.loads(path.read_text())["faults"] if path.exists() else []
-
-
-def start_agent(*args: str, **kw: Any) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "agent", *args],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        **kw,
-    )
 
 
 def first_event(state: Path, event: str, after: float = 0.0) -> dict[str, Any] | None:

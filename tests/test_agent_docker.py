@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, run_cli, wait_for
+from tests.conftest import ledger_faults, run_cli, start_agent, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -47,18 +46,7 @@ def journal(tmp_path: Path) -> list[dict]:
 
 
 def ledger(tmp_path: Path) -> list[dict]:
-    path = tmp_path / "state" / "ledger.json"
-    return json.loads(path.read_text())["faults"] if path.exists() else []
-
-
-def start_agent(*args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "agent", *args],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return ledger_faults(tmp_path / "state")
 
 
 def wait_event(tmp_path: Path, event: str, timeout: float = 15.0) -> dict:

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
-from tests.conftest import REPO, need
+from tests.conftest import need
 from tests.coordinator_sshd import SshdServer, sshd_available
 from tests.test_agent_docker import (
     group_of_three,
@@ -71,16 +70,6 @@ renew_margin = "0.5s"
     return str(path)
 
 
-def coordinator_cli(srv: SshdServer, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "agent.coordinator", *args, "--db", str(srv.db)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-    )
-
-
 @pytest.fixture
 def procs():
     started: list[subprocess.Popen] = []
@@ -104,9 +93,9 @@ def test_fleet_halt_heals_at_next_renew_and_blocks_new_faults(
     assert state(docker_api, inject["container_id"])["Paused"]
     lease = ledger(tmp_path)[0]["lease"]
     assert lease["token"] >= 1
-    status = coordinator_cli(coordinator, "status", "--json")
+    status = coordinator.cli("status", "--json")
     assert "agent-a" in status.stdout, status.stderr
-    halted = coordinator_cli(coordinator, "halt", "--reason", "test")
+    halted = coordinator.cli("halt", "--reason", "test")
     assert halted.returncode == 0, halted.stderr
     t0 = time.monotonic()
     wait_for(lambda: not state(docker_api, inject["container_id"])["Paused"], 10)

@@ -93,16 +93,6 @@ def spawn(factory, srv: SshdServer, mode: str, host: str, **cfg) -> subprocess.P
     return proc
 
 
-def cli(srv: SshdServer, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "agent.coordinator", *args, "--db", str(srv.db)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-    )
-
-
 def max_live(intervals: list[Interval]) -> tuple[int, dict[str, int]]:
     """Sweep the recorded [start, end) intervals: the most live at any instant, overall and per group."""
     events = []
@@ -133,11 +123,11 @@ def test_acquire_renew_release_round_trip(sshd_factory):
     renewed = leases.renew(lease)
     assert renewed.token == lease.token and renewed.local_deadline > lease.local_deadline
     leases.release(renewed)
-    status = json.loads(cli(srv, "status", "--json").stdout)
+    status = json.loads(srv.cli("status", "--json").stdout)
     assert status["live"] == [] and status["recent"][0]["end_reason"] == "released"
     assert status["recent"][0]["renewals"] == 1 and status["recent"][0]["host"] == "web-1"
     assert [h["host"] for h in status["hosts"]] == ["web-1"]
-    text = cli(srv, "status").stdout
+    text = srv.cli("status").stdout
     assert "active leases: 0" in text and "web-1" in text
 
 
@@ -234,7 +224,7 @@ def test_sigkilled_holder_lease_expires_then_another_agent_acquires(sshd_factory
             time.sleep(0.1)
     assert time.monotonic() - granted_at >= 1.9
     assert lease.token > first["token"]
-    status = json.loads(cli(srv, "status", "--json").stdout)
+    status = json.loads(srv.cli("status", "--json").stdout)
     assert status["recent"][0]["end_reason"] == "expired" and status["recent"][0]["host"] == "web-1"
 
 
@@ -429,12 +419,12 @@ def test_identity_comes_from_the_key_line(sshd_factory):
         assert granted["ok"] and granted["host"] == "web-2"
     finally:
         line.close()
-    status = json.loads(cli(srv, "status", "--json").stdout)
+    status = json.loads(srv.cli("status", "--json").stdout)
     assert [s["host"] for s in status["live"]] == ["web-2"]
     # web-1 cannot release web-2's lease
     other = leases_for(sshd_factory, srv, "web-1")
     other.release(Lease(granted["lease_id"], granted["token"], 30.0, 0.0))
-    assert len(json.loads(cli(srv, "status", "--json").stdout)["live"]) == 1
+    assert len(json.loads(srv.cli("status", "--json").stdout)["live"]) == 1
 
 
 def test_oversized_and_binary_input_over_ssh(sshd_factory):
@@ -507,7 +497,7 @@ def test_halt_refuses_acquire_and_renew_until_resume(sshd_factory):
     web1 = leases_for(sshd_factory, srv, "web-1")
     web2 = leases_for(sshd_factory, srv, "web-2")
     lease = web1.acquire(_plan("web", 30), REPORT)
-    halted = cli(srv, "halt", "--reason", "incident 42")
+    halted = srv.cli("halt", "--reason", "incident 42")
     assert halted.returncode == 0, halted.stderr
     with pytest.raises(LeaseRefused, match="halted"):
         web1.renew(lease)
@@ -515,8 +505,8 @@ def test_halt_refuses_acquire_and_renew_until_resume(sshd_factory):
     with pytest.raises(LeaseRefused, match="halted"):
         web2.acquire(_plan("web", 30), REPORT)
     assert web2.status()["halted"] is True
-    assert "HALTED: incident 42" in cli(srv, "status").stdout
-    assert cli(srv, "resume").returncode == 0
+    assert "HALTED: incident 42" in srv.cli("status").stdout
+    assert srv.cli("resume").returncode == 0
     assert web2.acquire(_plan("web", 30), REPORT).token > lease.token
 
 
