@@ -183,18 +183,10 @@ def test_read_line_handles_oversized_and_partial_lines():
 def test_session_process_over_pipes(tmp_path):
     policy = tmp_path / "p.toml"
     policy.write_text("[fleet]\n")
+    session = [sys.executable, "-m", "agent.coordinator", "session", "web-1"]
+    session += ["--db", str(tmp_path / "c.db"), "--policy", str(policy)]
     missing = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "agent.coordinator",
-            "session",
-            "web-1",
-            "--db",
-            str(tmp_path / "c.db"),
-            "--policy",
-            str(policy),
-        ],
+        session,
         input=b"",
         capture_output=True,
         timeout=60,
@@ -211,17 +203,7 @@ def test_session_process_over_pipes(tmp_path):
         + b"\n"
     )
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "agent.coordinator",
-            "session",
-            "web-1",
-            "--db",
-            str(tmp_path / "c.db"),
-            "--policy",
-            str(policy),
-        ],
+        session,
         input=payload,
         capture_output=True,
         timeout=60,
