@@ -173,7 +173,7 @@ def targets(
         found = engine.discover()
         if all_:
             from agent.adapters.docker_engine import DockerEngine, own_container_id
-            from agent.wiring import discover_all_containers
+            from agent.discovery import discover_all_containers
 
             seen = {t.id for t in found}
             found += [

@@ -99,3 +99,19 @@ def read_journal(path: Path) -> Iterator[dict[str, Any]]:
                 continue
             if isinstance(value, dict):
                 yield value
+
+
+def unhealed_intents(path: Path) -> list[ActiveFault]:
+    """Intent records with no later heal: what a lost or corrupt ledger held."""
+    open_: dict[str, ActiveFault] = {}
+    for event in read_journal(path):
+        kind = event.get("event")
+        if kind == "intent" and isinstance(event.get("record"), dict) and not event.get("dry_run"):
+            try:
+                record = ActiveFault.from_json(event["record"])
+            except (TypeError, ValueError):
+                continue
+            open_[record.fault_id] = record
+        elif kind in ("heal", "healed_by_environment") and event.get("fault_id"):
+            open_.pop(str(event["fault_id"]), None)
+    return list(open_.values())

@@ -14,7 +14,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from agent.errors import LedgerCorrupt, LedgerError, LockHeld
 from agent.model import ActiveFault
@@ -132,3 +132,29 @@ class StateLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+class LedgerLike(Protocol):
+    """What the engine needs of a ledger: the file one, or the dry run's memory one."""
+
+    def load(self) -> list[ActiveFault]: ...
+
+    def save(self, faults: list[ActiveFault]) -> None: ...
+
+    def quarantine(self) -> Any: ...
+
+
+class MemoryLedger:
+    """Dry-run ledger: the planner still sees its (pretend) active faults."""
+
+    def __init__(self) -> None:
+        self.faults: list[ActiveFault] = []
+
+    def load(self) -> list[ActiveFault]:
+        return list(self.faults)
+
+    def save(self, faults: list[ActiveFault]) -> None:
+        self.faults = list(faults)
+
+    def quarantine(self) -> None:
+        return None

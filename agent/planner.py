@@ -7,39 +7,19 @@ be replayed and every refusal is a sentence ("not faulting: <reason>").
 
 from __future__ import annotations
 
-import datetime as dt
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
-from zoneinfo import ZoneInfo
 
-from agent.config import ScheduleSection, Window
+from agent.config import ScheduleSection
+from agent.gate import GateState, Timing, in_window, why_closed
 from agent.model import ActiveFault, PastFault, Plan, Skip, Target
 from agent.selection import Policy, evaluate
 
-
-@dataclass(frozen=True)
-class Timing:
-    """The schedule's part of the policy."""
-
-    min_gap: float = 30.0
-    windows: tuple[Window, ...] = ()
-    timezone: str = "UTC"
-    stuck_after: int = 5  # heal attempts before a fault counts as stuck
+__all__ = ["Timing", "in_window", "next_gap", "plan", "timing_from_schedule"]
 
 
 def timing_from_schedule(schedule: ScheduleSection, stuck_after: int = 5) -> Timing:
     return Timing(schedule.min_gap, schedule.windows, schedule.timezone, stuck_after)
-
-
-def in_window(now: float, windows: Sequence[Window], timezone: str) -> bool:
-    if not windows:
-        return True
-    local = dt.datetime.fromtimestamp(now, ZoneInfo(timezone))
-    minute = local.hour * 60 + local.minute
-    return any(
-        local.weekday() in w.days and w.start_minute <= minute < w.end_minute for w in windows
-    )
 
 
 def next_gap(rng: random.Random, mean: float, min_gap: float) -> float:
@@ -56,20 +36,17 @@ def plan(
     now: float,
     rng: random.Random,
 ) -> Plan | Skip:
-    stuck = [a for a in active if a.heal_attempts >= timing.stuck_after]
-    if stuck:
-        return Skip(
-            f"heal of {stuck[0].fault} on {stuck[0].target_name} is stuck; "
-            "no new faults until it is cleared (chaos-agent heal)"
+    closed = why_closed(
+        GateState(
+            now=now,
+            timing=timing,
+            max_concurrent=policy.max_concurrent,
+            active=active,
+            last_fault_at=max((h.at for h in history), default=None),
         )
-    if not in_window(now, timing.windows, timing.timezone):
-        return Skip("outside the configured time windows")
-    if len(active) >= policy.max_concurrent:
-        return Skip(f"max_concurrent={policy.max_concurrent} fault(s) already active")
-    if history:
-        since = now - max(h.at for h in history)
-        if since < timing.min_gap:
-            return Skip(f"min_gap: last fault {since:.0f}s ago (< {timing.min_gap:g}s)")
+    )
+    if closed is not None:
+        return Skip(closed.reason)
 
     verdicts = [v for v in evaluate(targets, active, policy) if v.eligible]
     if not verdicts:

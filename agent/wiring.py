@@ -10,19 +10,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agent.adapters import hostpid
-from agent.adapters.docker_engine import DockerEngine, own_container_id, target_from_list_entry
+from agent.adapters.docker_engine import DockerEngine, own_container_id
 from agent.config import Config
-from agent.engine import DryRunFault, Engine, MemoryLedger, Pinned
-from agent.errors import DockerUnavailable, NotEligible, TargetGone
+from agent.discovery import discover_all_containers, discover_containers, make_discover, make_pin
+from agent.engine import Engine
 from agent.faults.base import Fault, FaultRegistry
 from agent.faults.container import container_faults
+from agent.faults.dryrun import DryRunFault
 from agent.journal import Journal
 from agent.leases import LeaseProvider, LocalLeases
-from agent.ledger import Ledger
+from agent.ledger import Ledger, MemoryLedger
 from agent.model import Target
 from agent.planner import timing_from_schedule
 from agent.selection import Policy, enabled_faults, policy_from_config
+
+__all__ = ["build_engine", "build_registry", "discover_all_containers", "make_leases"]
 
 
 def build_registry(
@@ -42,66 +44,6 @@ def build_registry(
     else:
         faults.extend(process_faults(config))
     return FaultRegistry(faults)
-
-
-def discover_containers(config: Config, docker: DockerEngine, self_id: str) -> list[Target]:
-    label = f"{config.targets.label}={config.targets.value}"
-    return [
-        target_from_list_entry(
-            entry, label=config.targets.label, value=config.targets.value, self_id=self_id
-        )
-        for entry in docker.list_containers(label)
-    ]
-
-
-def discover_all_containers(config: Config, docker: DockerEngine, self_id: str) -> list[Target]:
-    """Every container, opted in or not (for `targets --all`)."""
-    return [
-        target_from_list_entry(
-            entry, label=config.targets.label, value=config.targets.value, self_id=self_id
-        )
-        for entry in docker.list_containers(None)
-    ]
-
-
-def make_discover(config: Config, docker: DockerEngine, self_id: str) -> Callable[[], list[Target]]:
-    def discover() -> list[Target]:
-        found: list[Target] = []
-        try:
-            found.extend(discover_containers(config, docker, self_id))
-        except DockerUnavailable:
-            if not config.processes:
-                raise
-        if config.processes:
-            try:
-                from agent.adapters.processes import discover_processes
-            except ImportError:
-                pass
-            else:
-                found.extend(discover_processes(config.processes, self_pid=os.getpid()))
-        return found
-
-    return discover
-
-
-def make_pin(docker: DockerEngine) -> Callable[[Target], Pinned]:
-    def pin(target: Target) -> Pinned:
-        if target.kind == "process":
-            _, pid_text, created = target.id.split(":", 2)
-            pid = int(pid_text)
-            now_created = hostpid.process_create_time(pid)
-            if abs(now_created - float(created)) > 0.05:
-                raise TargetGone(f"process {pid} was replaced (PID reused)")
-            return Pinned(started_at=created, pid=pid)
-        info = docker.inspect(target.id)
-        state = info.get("State", {})
-        if info.get("Id") != target.id:
-            raise TargetGone(f"container {target.name} was recreated")
-        if not state.get("Running") or state.get("Paused"):
-            raise NotEligible(f"{target.name} is no longer running")
-        return Pinned(started_at=str(state.get("StartedAt", "")), pid=int(state.get("Pid") or 0))
-
-    return pin
 
 
 def make_leases(config: Config) -> LeaseProvider:

@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
                     "",
                 ]
             md += [
-                "Agent = `Engine.apply(Plan)` (lease, identity pin = one inspect, ledger "
+                "Agent = `Engine.inject(Plan)` (lease, identity pin = one inspect, ledger "
                 "write-ahead, journal, inject, ledger update) and for pause also "
                 "`Engine.heal` (inspect, unpause, inspect to verify, ledger, journal). Raw = "
                 "the same docker-py `APIClient` call(s) the agent's adapter makes. "

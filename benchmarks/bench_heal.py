@@ -33,8 +33,8 @@ def _one(
     rng = random.Random(7)
     started: dict[str, float] = {}
     finished: dict[str, float] = {}
-    # the loop starts heals on a pool (_heal_effect) and settles them (ledger, journal)
-    effect, settle = engine._heal_effect, engine._settle
+    # the loop starts heals on a pool (heals.effect) and settles them (ledger, journal)
+    effect, settle = engine.heals.effect, engine._settle
 
     def timed_effect(record: Any) -> Any:
         started.setdefault(record.fault_id, time.monotonic())
@@ -47,7 +47,7 @@ def _one(
             if outcome.healed:
                 finished.setdefault(record.fault_id, now)
 
-    engine._heal_effect = timed_effect  # type: ignore[method-assign]
+    engine.heals.effect = timed_effect  # type: ignore[method-assign]
     engine._settle = timed_settle  # type: ignore[method-assign]
     due: dict[str, float] = {}
     t_end = time.monotonic() + 2.0 + 0.06 * len(ids)
@@ -57,8 +57,8 @@ def _one(
                 duration = t_end - time.monotonic()
             else:
                 duration = rng.uniform(3.0, 6.0)
-            record = engine.apply(Plan("pause", targets[cid], duration, {}))
-            due[record.fault_id] = engine.rt.due[record.fault_id]
+            record = engine.inject(Plan("pause", targets[cid], duration, {}))
+            due[record.fault_id] = engine.heals.due[record.fault_id]
         paused = sum(1 for c in ids if api.inspect_container(c)["State"]["Paused"])
         assert paused == len(ids), f"only {paused} paused"
         while engine.active:
@@ -66,7 +66,7 @@ def _one(
             engine.wake.wait(engine.next_wakeup(None))
             engine.wake.clear()
     finally:
-        engine._heal_effect, engine._settle = effect, settle  # type: ignore[method-assign]
+        engine.heals.effect, engine._settle = effect, settle  # type: ignore[method-assign]
         engine.heal_all("bench cleanup")
     assert all(not api.inspect_container(c)["State"]["Paused"] for c in ids)
     late_done = [(finished[f] - due[f]) * 1000 for f in due]

@@ -1,4 +1,4 @@
-"""Fault injection, decision to effect: the agent's path (Engine.apply from a Plan: fresh
+"""Fault injection, decision to effect: the agent's path (Engine.inject from a Plan: fresh
 identity pin, ledger write-ahead with fsync, journal, inject; then Engine.heal: inspect,
 unpause, verify, ledger, journal) vs the raw Engine API call (docker-py APIClient, the
 same client the agent uses) vs the `docker` CLI.
@@ -59,7 +59,7 @@ def _engine(tmp: Path, label: str, value: str, docker: Any) -> Any:
 
 
 def run(api: Any, ids: list[str], label: str, value: str, rounds: int = 25) -> dict[str, Any]:
-    from agent.engine import MemoryLedger
+    from agent.ledger import MemoryLedger
     from agent.model import Plan
 
     results: dict[str, Any] = {}
@@ -94,7 +94,7 @@ def run(api: Any, ids: list[str], label: str, value: str, rounds: int = 25) -> d
         def agent_pair(eng: Any) -> Any:
             def go() -> None:
                 cid = pick()
-                rec = eng.apply(Plan("pause", targets[cid], 60.0, {}))
+                rec = eng.inject(Plan("pause", targets[cid], 60.0, {}))
                 outcome = eng.heal(rec, reason="bench")
                 tries = 0
                 while not outcome.healed:  # cgroup v1 freezer under load: retried, as the loop does
@@ -139,7 +139,7 @@ def run(api: Any, ids: list[str], label: str, value: str, rounds: int = 25) -> d
 
             def agent(mode: str, eng: Any) -> Any:
                 def go(cid: str) -> None:
-                    rec = eng.apply(
+                    rec = eng.inject(
                         Plan("kill", targets[cid], 60.0, {"signal": "SIGKILL", "mode": mode})
                     )
                     not_running(cid)
@@ -181,7 +181,7 @@ def run(api: Any, ids: list[str], label: str, value: str, rounds: int = 25) -> d
         from agent.ledger import Ledger
 
         ledger = Ledger(Path(tmp) / "fsync")
-        rec = engine.apply(Plan("pause", targets[ids[0]], 60.0, {}))
+        rec = engine.inject(Plan("pause", targets[ids[0]], 60.0, {}))
         engine.heal(rec, reason="bench")
         save = [timed(lambda: ledger.save([rec])) for _ in range(40)]
         journal = [timed(lambda: engine.journal.write("bench", n=1)) for _ in range(40)]
