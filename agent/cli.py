@@ -153,7 +153,9 @@ def _live_updater(view: Any) -> Any:
                 engine.evaluate()
             except AgentError:
                 pass  # the loop journals discovery failures itself
-        view.update(engine.snapshot())
+        from agent.live import snapshot
+
+        view.update(snapshot(engine))
 
     return update
 
@@ -257,7 +259,9 @@ def inject(
         try:
             engine = _engine(config, config_path, probes=False, dry_run=dry)
             engine.recover()
-            record = engine.inject_now(fault, target, seconds, force=force)
+            from agent.one_off import inject_now
+
+            record = inject_now(engine, fault, target, seconds, force=force)
             if detach:
                 if engine.start_watchdog is None:
                     _log(

@@ -57,6 +57,7 @@ FAULT_PARAMS: dict[str, dict[str, Any]] = {
 }
 
 DURATION_PARAMS = ("timeout", "delay", "jitter")
+PROBE_TIMEOUT_MAX = 30.0  # a check slower than this tells nothing; shutdown never waits on it
 
 SIGNALS = ("SIGKILL", "SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGABRT", "SIGSEGV", "SIGUSR1")
 
@@ -238,7 +239,9 @@ class TomlTable:
             raise self.err(key, f"must be between {minimum:g} and {maximum:g}, got {value}")
         return float(value)
 
-    def duration(self, key: str, default: float, *, minimum: float = 0.0) -> float:
+    def duration(
+        self, key: str, default: float, *, minimum: float = 0.0, maximum: float | None = None
+    ) -> float:
         value = self.data.pop(key, default)
         try:
             seconds = parse_duration(value, where=f"{self.source}: {self._where(key)}")
@@ -246,6 +249,8 @@ class TomlTable:
             raise ConfigError(exc.message) from None
         if seconds < minimum:
             raise self.err(key, f"must be at least {minimum:g}s, got {value!r}")
+        if maximum is not None and seconds > maximum:
+            raise self.err(key, f"must be at most {maximum:g}s, got {value!r}")
         return seconds
 
     def count_or_percent(self, key: str, default: int | float) -> int | float:
@@ -495,7 +500,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
                 expect_status=p.int("expect_status", 200, minimum=100, maximum=599),
                 body_contains=p.str("body_contains", ""),
                 interval=p.duration("interval", 1.0, minimum=0.05),
-                timeout=p.duration("timeout", 1.0, minimum=0.05),
+                timeout=p.duration("timeout", 1.0, minimum=0.05, maximum=PROBE_TIMEOUT_MAX),
             )
         )
         p.done()
@@ -519,7 +524,9 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
         accept_new_host_key=c.bool("accept_new_host_key", False),
         connect_timeout=c.duration("connect_timeout", 5.0, minimum=0.1),
         request_timeout=c.duration("request_timeout", 5.0, minimum=0.1),
-        renew_margin=c.duration("renew_margin", 5.0),
+        # every coordinator call is bounded by the nearest local lease deadline, so the
+        # margin need not cover the call timeouts; it must leave time to heal: not 0
+        renew_margin=c.duration("renew_margin", 5.0, minimum=0.1),
     )
     if coordinator.enabled and not coordinator.host:
         raise c.err("host", "the coordinator is enabled but has no host")

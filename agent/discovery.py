@@ -9,21 +9,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from agent.adapters import hostpid
 from agent.adapters.docker_engine import DockerEngine, target_from_list_entry
 from agent.config import Config
 from agent.errors import DockerUnavailable, NotEligible, TargetGone
-from agent.model import Target
-
-
-@dataclass
-class Pinned:
-    """A target's identity read right before inject."""
-
-    started_at: str
-    pid: int
+from agent.model import Pinned, Target
 
 
 def discover_containers(config: Config, docker: DockerEngine, self_id: str) -> list[Target]:

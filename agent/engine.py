@@ -22,15 +22,14 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from agent.config import Config
-from agent.discovery import Pinned
 from agent.errors import (
     AgentError,
     FaultFailed,
+    LeaseRefused,
     LedgerCorrupt,
     LedgerError,
     NotEligible,
     TargetGone,
-    TargetNotFound,
     Unsupported,
     UsageError,
 )
@@ -40,8 +39,8 @@ from agent.heals import Finished, Heals
 from agent.journal import Journal, fault_fields, unhealed_intents
 from agent.lease_keeper import LeaseKeeper
 from agent.leases import LeaseProvider
-from agent.ledger import LedgerLike
-from agent.model import ActiveFault, HealOutcome, PastFault, Plan, Skip, Target
+from agent.ledger import ActiveFaults, LedgerLike
+from agent.model import ActiveFault, HealOutcome, PastFault, Pinned, Plan, Skip, Target
 from agent.planner import Timing, next_gap, plan
 from agent.selection import Policy, Verdict, describe_selection, evaluate
 from agent.textsafe import printable
@@ -53,6 +52,8 @@ EXIT_HALTED = 3  # the stop condition (probes) halted the run
 
 class ProbesLike(Protocol):
     def start(self) -> None: ...
+
+    def signal_stop(self) -> None: ...
 
     def stop(self, timeout: float | None = None) -> None: ...
 
@@ -108,7 +109,7 @@ class Engine:
         self.leases = LeaseKeeper(
             leases, monotonic=monotonic, on_down=self._error, on_up=self._coordinator_up
         )
-        self.active: list[ActiveFault] = []
+        self.records = ActiveFaults(ledger, on_error=self._error)
         self.history: list[PastFault] = []
         self.stop_requested = ""
         self.inject_blocked = ""  # non-empty: no new injections (corrupt ledger)
@@ -118,6 +119,15 @@ class Engine:
         self.last_verdicts: list[Verdict] = []
         self._watchdog: Any = None
         self._last_error = ""
+
+    @property
+    def active(self) -> list[ActiveFault]:
+        """The faults this agent holds, as the ledger has them."""
+        return self.records.faults
+
+    @active.setter
+    def active(self, faults: list[ActiveFault]) -> None:
+        self.records.faults = list(faults)
 
     def request_stop(self, reason: str) -> None:
         """Safe to call from a signal handler: only sets a flag and wakes the loop."""
@@ -203,11 +213,18 @@ class Engine:
         return results
 
     def shutdown(self, reason: str) -> int:
-        """Heal all within the stop budget; a fault left unhealed means exit 1."""
+        """Heal first, all within the stop budget; a fault left unhealed means exit 1.
+
+        Probes are told to stop but not waited for until the heals are done: a probe
+        whose endpoint never answers must not push a heal past Docker's stop grace."""
+        budget = self.config.agent.stop_timeout
+        end = self.monotonic() + budget
         if self.probes is not None:
-            self.probes.stop()
+            self.probes.signal_stop()
         # a failed heal gets a couple more tries within the stop budget
-        self.heal_all(f"agent stopping: {reason}", budget=self.config.agent.stop_timeout, passes=3)
+        self.heal_all(f"agent stopping: {reason}", budget=budget, passes=3)
+        if self.probes is not None:
+            self.probes.stop(timeout=max(0.0, end - self.monotonic()))
         self.heals.close()
         self.leases.close()
         left = len(self.active)
@@ -354,7 +371,7 @@ class Engine:
     def inject(self, decision: Plan) -> ActiveFault:
         """lease -> ledger -> inject -> journal. Raises AgentError when refused."""
         target = decision.target
-        fault = self._fault(target.kind, decision.fault)
+        fault = self.fault_for(target.kind, decision.fault)
         missing = fault.unavailable()
         if missing:
             raise Unsupported(f"{decision.fault} is not available on this host: {missing}")
@@ -383,7 +400,7 @@ class Engine:
             lease=lease.to_json(),
         )
         try:
-            self._save([*self.active, record])  # write-ahead: durable before the effect
+            self.records.add(record)  # write-ahead: durable before the effect
         except LedgerError:
             self.leases.give_back(lease)
             raise
@@ -392,6 +409,10 @@ class Engine:
         self.journal.write("intent", record=record.to_json(), **fault_fields(record))
         self._ensure_watchdog()
         self.history.append(PastFault(decision.fault, target.id, target.group, now))
+        if not self.leases.valid(fault_id):  # held up since acquire (frozen, slow disk)
+            error = LeaseRefused("the lease ran out before inject: not injecting")
+            self._roll_back(record, error, "lease ran out before inject")
+            raise error
         try:
             extra = fault.inject(record)
         except AgentError as exc:
@@ -403,7 +424,7 @@ class Engine:
             self._roll_back(record, error, "inject failed: roll back")
             raise error from None
         record = record.evolve(status="active", extra=dict(extra))
-        self._replace(record)
+        self.records.replace(record)
         self.log(f"injected {printable(fault.describe(record))} [{fault_id}]")
         self.journal.write("inject", extra=dict(extra), **fault_fields(record))
         return record
@@ -419,7 +440,7 @@ class Engine:
             except OSError as exc:
                 self._error(f"cannot start the heal watchdog: {exc}")
 
-    def _fault(self, kind: str, name: str) -> Fault:
+    def fault_for(self, kind: str, name: str) -> Fault:
         fault = self.registry.get(kind, name)
         if fault is None:
             known = ", ".join(sorted(self.registry.names(kind))) or "none"
@@ -479,8 +500,9 @@ class Engine:
         """Ledger, leases and journal after heal attempts (one ledger write for all healed)."""
         healed = [f for f in results if f.outcome.healed]
         if healed:
-            self._remove(*(f.record.fault_id for f in healed))
+            self.records.remove(*(f.record.fault_id for f in healed))
             for record, outcome, reason in healed:
+                self.heals.forget(record.fault_id)
                 self.leases.release(record.fault_id)
                 event = "healed_by_environment" if outcome.how == "environment" else "heal"
                 self.journal.write(
@@ -497,7 +519,7 @@ class Engine:
         attempts = record.heal_attempts + 1
         updated = record.evolve(heal_attempts=attempts, last_error=outcome.detail, status="healing")
         if any(a.fault_id == record.fault_id for a in self.active):
-            self._replace(updated)
+            self.records.replace(updated)
         self.heals.failed(updated)
         self.journal.write(
             "heal_failed", attempts=attempts, detail=outcome.detail, **fault_fields(record)
@@ -508,29 +530,7 @@ class Engine:
             self.journal.write("stuck", attempts=attempts, **fault_fields(record))
             self.log(f"error: heal of {record.fault} {name} is stuck; no new faults until cleared")
 
-    # -- the ledger and the error line -----------------------------------------------------
-    def _save(self, faults: list[ActiveFault]) -> None:
-        self.ledger.save(faults)
-        self.active = list(faults)
-
-    def _replace(self, record: ActiveFault) -> None:
-        faults = [record if a.fault_id == record.fault_id else a for a in self.active]
-        try:
-            self._save(faults)
-        except LedgerError as exc:  # the intent is on disk already; keep going
-            self.active = faults
-            self._error(f"ledger update failed: {exc.message}")
-
-    def _remove(self, *fault_ids: str) -> None:
-        faults = [a for a in self.active if a.fault_id not in fault_ids]
-        try:
-            self._save(faults)
-        except LedgerError as exc:
-            self.active = faults
-            self._error(f"ledger update failed (the record stays on disk): {exc.message}")
-        for fault_id in fault_ids:
-            self.heals.forget(fault_id)
-
+    # -- the error line ---------------------------------------------------------------------
     def _error(self, message: str) -> None:
         if message != self._last_error:
             self.log(f"error: {message}")
@@ -540,74 +540,3 @@ class Engine:
     def _coordinator_up(self) -> None:
         self.log("coordinator reachable again")
         self.journal.write("lease", message="coordinator reachable again")
-
-    # -- one-off inject (CLI) and the live view -----------------------------------------------
-    def find_target(self, name: str, targets: Sequence[Target]) -> Target:
-        exact = [t for t in targets if name in (t.name, t.id)]
-        if not exact:
-            exact = [t for t in targets if len(name) >= 6 and t.id.startswith(name)]
-        if len(exact) == 1:
-            return exact[0]
-        if len(exact) > 1:
-            raise UsageError(f"{name!r} matches {len(exact)} targets; use the full id")
-        raise TargetNotFound(
-            f"no opted-in target named {printable(name)!r}",
-            hint="see `chaos-agent targets`; containers need the label "
-            f"{self.policy.label}={self.policy.value}",
-        )
-
-    def inject_now(self, fault: str, name: str, duration: float, *, force: bool) -> ActiveFault:
-        targets = self.discover()
-        target = self.find_target(name, targets)
-        verdict = {v.target.id: v for v in self.evaluate(targets)}[target.id]
-        impl = self._fault(target.kind, fault)
-        missing = impl.unavailable()
-        if missing:
-            raise Unsupported(f"{fault} is not available on this host: {missing}")
-        if not force:
-            if not verdict.eligible:
-                raise NotEligible(
-                    f"not faulting {printable(target.name)}: {verdict.reason}",
-                    hint="--force overrides the safety rules",
-                )
-            if fault not in verdict.faults:
-                raise NotEligible(
-                    f"{fault} is not allowed on {printable(target.name)}",
-                    hint="see its chaos.faults label and [faults].enabled",
-                )
-            if len(self.active) >= self.policy.max_concurrent:
-                raise NotEligible(
-                    f"max_concurrent={self.policy.max_concurrent} fault(s) already active"
-                )
-        elif target.is_self:
-            raise NotEligible("refusing to fault the chaos agent itself, even with --force")
-        params = self.config.faults.params_for(fault)
-        return self.inject(Plan(fault=fault, target=target, duration_s=duration, params=params))
-
-    def snapshot(self) -> dict[str, Any]:
-        """What the live view shows."""
-        now_wall, now_mono = self.clock(), self.monotonic()
-        groups: dict[str, list[dict[str, Any]]] = {}
-        for v in self.last_verdicts:
-            t = v.target
-            groups.setdefault(t.group, []).append(
-                {"name": t.name, "state": t.state, "health": t.health}
-                | {"eligible": v.eligible, "reason": v.reason}
-            )
-        active = [
-            {"fault_id": a.fault_id, "fault": a.fault, "target": a.target_name}
-            | {"group": a.group, "deadline": a.deadline}
-            for a in self.active
-        ]
-        next_at = self.next_attempt
-        return {
-            "host": self.config.agent.host,
-            "dry_run": self.dry_run,
-            "targets_sentence": self.describe() if self.last_verdicts else "",
-            "groups": [{"name": n, "members": m} for n, m in groups.items()],
-            "active": active,
-            "next_fault_at": None if next_at is None else now_wall + max(0.0, next_at - now_mono),
-            "probes": self.probes.snapshot() if self.probes is not None else {},
-            "halted": self.halted
-            or (self.config.agent.kill_switch.name if self.kill_switch_seen else None),
-        }

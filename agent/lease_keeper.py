@@ -15,6 +15,8 @@ from agent.leases import GroupReport, Lease, LeaseProvider
 from agent.model import ActiveFault, Plan, Target
 from agent.selection import group_targets
 
+RENEW_EVERY_MAX = 2.0  # renew at least this often, so a coordinator halt lands within 5 s
+
 
 def group_report(target: Target, seen: Sequence[Target]) -> GroupReport:
     """What the coordinator is told about the target's group, from the latest discovery."""
@@ -64,6 +66,16 @@ class LeaseKeeper:
             self.down_since = None
             self.on_up()
 
+    def renew_every(self, lease: Lease) -> float:
+        return min(RENEW_EVERY_MAX, lease.ttl / 3)
+
+    def call_bound(self) -> float | None:
+        """Seconds a coordinator call may take: until the nearest local lease deadline
+        (None when no lease is held: the provider's own request timeout applies)."""
+        if not self.leases:
+            return None
+        return min(lease.local_deadline for lease in self.leases.values()) - self.monotonic()
+
     def retry(self) -> None:
         """Let the next acquire ask the coordinator again (it is the reachability probe)."""
         self.down_since = None
@@ -71,8 +83,11 @@ class LeaseKeeper:
     # -- lifecycle -------------------------------------------------------------------------
     def acquire(self, plan: Plan, seen: Sequence[Target]) -> Lease:
         """A lease for the plan; LeaseRefused or CoordinatorUnavailable when there is none."""
+        bound = self.call_bound()
+        if bound is not None and bound <= 0:
+            raise LeaseRefused("a held lease ran out: heal it before asking for another")
         try:
-            return self.provider.acquire(plan, group_report(plan.target, seen))
+            return self.provider.acquire(plan, group_report(plan.target, seen), timeout=bound)
         except CoordinatorUnavailable as exc:
             self._down(exc)
             raise
@@ -88,19 +103,27 @@ class LeaseKeeper:
     def renew_due(
         self, active: Iterable[ActiveFault], skip: Callable[[str], bool]
     ) -> list[tuple[ActiveFault, str]]:
-        """Renew the leases a third of their TTL old; the records whose lease was refused."""
+        """Renew the leases due (every min(2 s, ttl/3)); the records whose lease was refused.
+
+        Each call is bounded by the nearest local lease deadline; a lease past its own
+        deadline is not renewed (its fault heals)."""
         if not self.remote:
             return []
         refused: list[tuple[ActiveFault, str]] = []
         now = self.monotonic()
         for record in active:
             lease = self.leases.get(record.fault_id)
-            if lease is None or now - self.renewed_at.get(record.fault_id, 0) < lease.ttl / 3:
+            if lease is None or now - self.renewed_at.get(record.fault_id, 0) < self.renew_every(
+                lease
+            ):
                 continue
             if skip(record.fault_id):
                 continue  # being healed already
+            bound = self.call_bound()
+            if bound is None or bound <= 0 or self.monotonic() >= lease.local_deadline:
+                continue  # no time left to ask: the deadline heals it
             try:
-                self.leases[record.fault_id] = self.provider.renew(lease)
+                self.leases[record.fault_id] = self.provider.renew(lease, timeout=bound)
                 self.renewed_at[record.fault_id] = now
                 self._up()
             except LeaseRefused as exc:
@@ -116,13 +139,25 @@ class LeaseKeeper:
         if lease is None:
             return
         try:
-            self.provider.release(lease)
+            self.provider.release(lease, timeout=self._release_bound())
         except AgentError:
             pass
 
     def give_back(self, lease: Lease) -> None:
         """Release a lease that was never held by a fault (its ledger write failed)."""
-        self.provider.release(lease)
+        try:
+            self.provider.release(lease, timeout=self._release_bound())
+        except AgentError:
+            pass
+
+    def valid(self, fault_id: str) -> bool:
+        """The fault's lease is held and its local deadline has not passed."""
+        lease = self.leases.get(fault_id)
+        return lease is not None and self.monotonic() < lease.local_deadline
+
+    def _release_bound(self) -> float | None:
+        bound = self.call_bound()
+        return None if bound is None else max(0.05, bound)
 
     def close(self) -> None:
         self.provider.close()

@@ -40,15 +40,19 @@ class Lease:
 
 
 class LeaseProvider(Protocol):
-    """acquire/renew raise LeaseRefused (a no) or CoordinatorUnavailable (no answer)."""
+    """acquire/renew raise LeaseRefused (a no) or CoordinatorUnavailable (no answer).
+
+    `timeout` bounds one call (seconds; None: the provider's own request timeout)."""
 
     remote: bool
 
-    def acquire(self, plan: Plan, report: GroupReport) -> Lease: ...
+    def acquire(
+        self, plan: Plan, report: GroupReport, *, timeout: float | None = None
+    ) -> Lease: ...
 
-    def renew(self, lease: Lease) -> Lease: ...
+    def renew(self, lease: Lease, *, timeout: float | None = None) -> Lease: ...
 
-    def release(self, lease: Lease) -> None: ...
+    def release(self, lease: Lease, *, timeout: float | None = None) -> None: ...
 
     def close(self) -> None: ...
 
@@ -61,15 +65,15 @@ class LocalLeases:
     def __init__(self) -> None:
         self._tokens = itertools.count(1)
 
-    def acquire(self, plan: Plan, report: GroupReport) -> Lease:
+    def acquire(self, plan: Plan, report: GroupReport, *, timeout: float | None = None) -> Lease:
         token = next(self._tokens)
         ttl = plan.duration_s + 3600.0
         return Lease(f"local-{token}", token, ttl, time.monotonic() + ttl)
 
-    def renew(self, lease: Lease) -> Lease:
+    def renew(self, lease: Lease, *, timeout: float | None = None) -> Lease:
         return lease
 
-    def release(self, lease: Lease) -> None:
+    def release(self, lease: Lease, *, timeout: float | None = None) -> None:
         return None
 
     def close(self) -> None:

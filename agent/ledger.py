@@ -13,6 +13,7 @@ import fcntl
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -158,3 +159,35 @@ class MemoryLedger:
 
     def quarantine(self) -> None:
         return None
+
+
+class ActiveFaults:
+    """The active faults in memory, written through to the ledger.
+
+    `add` is the write-ahead and raises LedgerError (no write, no inject); a failed
+    update or removal keeps going with the record on disk, and says so once.
+    """
+
+    def __init__(self, ledger: LedgerLike, on_error: Callable[[str], None]) -> None:
+        self.ledger = ledger
+        self.on_error = on_error
+        self.faults: list[ActiveFault] = []
+
+    def add(self, record: ActiveFault) -> None:
+        faults = [*self.faults, record]
+        self.ledger.save(faults)
+        self.faults = faults
+
+    def replace(self, record: ActiveFault) -> None:
+        self.faults = [record if a.fault_id == record.fault_id else a for a in self.faults]
+        try:
+            self.ledger.save(self.faults)
+        except LedgerError as exc:  # the intent is on disk already; keep going
+            self.on_error(f"ledger update failed: {exc.message}")
+
+    def remove(self, *fault_ids: str) -> None:
+        self.faults = [a for a in self.faults if a.fault_id not in fault_ids]
+        try:
+            self.ledger.save(self.faults)
+        except LedgerError as exc:
+            self.on_error(f"ledger update failed (the record stays on disk): {exc.message}")

@@ -19,6 +19,37 @@ if TYPE_CHECKING:
     from rich.console import Console, RenderableType
     from rich.live import Live
 
+    from agent.engine import Engine
+
+
+def snapshot(engine: Engine) -> dict[str, Any]:
+    """What the live view shows, read from the running engine."""
+    now_wall, now_mono = engine.clock(), engine.monotonic()
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for v in engine.last_verdicts:
+        t = v.target
+        groups.setdefault(t.group, []).append(
+            {"name": t.name, "state": t.state, "health": t.health}
+            | {"eligible": v.eligible, "reason": v.reason}
+        )
+    active = [
+        {"fault_id": a.fault_id, "fault": a.fault, "target": a.target_name}
+        | {"group": a.group, "deadline": a.deadline}
+        for a in engine.active
+    ]
+    next_at = engine.next_attempt
+    kill_switch = engine.config.agent.kill_switch.name if engine.kill_switch_seen else None
+    return {
+        "host": engine.config.agent.host,
+        "dry_run": engine.dry_run,
+        "targets_sentence": engine.describe() if engine.last_verdicts else "",
+        "groups": [{"name": n, "members": m} for n, m in groups.items()],
+        "active": active,
+        "next_fault_at": None if next_at is None else now_wall + max(0.0, next_at - now_mono),
+        "probes": engine.probes.snapshot() if engine.probes is not None else {},
+        "halted": engine.halted or kill_switch,
+    }
+
 
 def countdown(seconds: float) -> str:
     """12s, 1m05s, 2h03m; 'due' once the moment has passed."""

@@ -158,3 +158,11 @@ class PastFault:
     target_id: str
     group: str
     at: float  # wall clock
+
+
+@dataclass(frozen=True)
+class Pinned:
+    """A target's identity read right before inject (container StartedAt, or create time)."""
+
+    started_at: str
+    pid: int

@@ -202,6 +202,10 @@ class ProbeRunner:
             self._threads.append(thread)
             thread.start()
 
+    def signal_stop(self) -> None:
+        """Tell every thread to stop, without waiting (a check in progress runs out)."""
+        self._stop.set()
+
     def stop(self, timeout: float | None = None) -> None:
         """Stop every thread; waits at most `timeout` (default: the longest probe timeout + 1s)."""
         self._stop.set()

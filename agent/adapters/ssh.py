@@ -125,7 +125,7 @@ class SshLine:
         return f"{self.user}@{self.host}:{self.port}"
 
     # -- connection ----------------------------------------------------------------
-    def _connect(self) -> None:
+    def _connect(self, budget: float | None = None) -> None:
         now = time.monotonic()
         if now < self._next_attempt:
             raise CoordinatorUnavailable(
@@ -133,7 +133,7 @@ class SshLine:
                 f"{self._next_attempt - now:.1f}s: {self._last_error}"
             )
         try:
-            self._open()
+            self._open(budget)
         except CoordinatorUnavailable as exc:
             self._failures += 1
             delay = min(self.max_backoff, 0.5 * 2 ** (self._failures - 1))
@@ -143,8 +143,8 @@ class SshLine:
         self._failures = 0
         self._last_error = ""
 
-    def _open(self) -> None:
-        timeout = self.connect_timeout
+    def _open(self, budget: float | None = None) -> None:
+        timeout = self.connect_timeout if budget is None else min(self.connect_timeout, budget)
         try:
             sock = socket.create_connection((self.host, self.port), timeout=timeout)
         except OSError as exc:
@@ -227,17 +227,20 @@ class SshLine:
         """Send one line, return the next reply line (without newline), within `timeout`."""
         limit = self.request_timeout if timeout is None else timeout
         with self._lock:
+            start = time.monotonic()
             if not self.connected:
                 self._drop()
-                self._connect()
-            deadline = time.monotonic() + limit
+                # an explicit timeout bounds the whole call, a reconnect included
+                # (each connect phase gets a quarter: the connect watchdog is 4x)
+                self._connect(None if timeout is None else max(0.01, timeout / 4))
+            deadline = (time.monotonic() if timeout is None else start) + limit
             try:
-                return self._exchange(line, deadline)
+                return self._exchange(line, deadline, limit)
             except CoordinatorUnavailable:
                 self._drop()  # a late reply would desynchronize the session: start afresh
                 raise
 
-    def _exchange(self, line: bytes, deadline: float) -> bytes:
+    def _exchange(self, line: bytes, deadline: float, limit: float) -> bytes:
         chan = self._chan
         try:
             view = memoryview(line)
@@ -262,7 +265,7 @@ class SshLine:
                     )
         except TimeoutError:
             raise CoordinatorUnavailable(
-                f"coordinator {self.where} did not answer within {self.request_timeout:g}s"
+                f"coordinator {self.where} did not answer within {limit:g}s"
             ) from None
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise CoordinatorUnavailable(

@@ -63,10 +63,10 @@ class CoordinatorLeases:
         self.identity = ""  # the name the coordinator knows us by (from the key line)
 
     # -- wire ----------------------------------------------------------------------
-    def _call(self, op: str, **fields: Any) -> dict[str, Any]:
+    def _call(self, op: str, timeout: float | None = None, **fields: Any) -> dict[str, Any]:
         rid = next(self._ids)
         line = protocol.encode({"v": protocol.VERSION, "id": rid, "op": op, **fields})
-        raw = self._transport.request(line)
+        raw = self._transport.request(line, timeout)
         try:
             reply = protocol.parse_reply(raw)
         except ProtocolError as exc:
@@ -107,10 +107,11 @@ class CoordinatorLeases:
         )
 
     # -- LeaseProvider -------------------------------------------------------------
-    def acquire(self, plan: Plan, report: GroupReport) -> Lease:
+    def acquire(self, plan: Plan, report: GroupReport, *, timeout: float | None = None) -> Lease:
         started = self._clock()
         reply = self._call(
             "acquire",
+            timeout,
             group=plan.target.group,
             fault=plan.fault,
             duration=plan.duration_s,
@@ -132,18 +133,18 @@ class CoordinatorLeases:
             )
         return lease
 
-    def renew(self, lease: Lease) -> Lease:
+    def renew(self, lease: Lease, *, timeout: float | None = None) -> Lease:
         started = self._clock()
-        reply = self._call("renew", lease_id=lease.lease_id, token=lease.token)
+        reply = self._call("renew", timeout, lease_id=lease.lease_id, token=lease.token)
         renewed = self._lease(reply, started, dict(lease.info))
         if renewed.lease_id != lease.lease_id or renewed.token != lease.token:
             raise CoordinatorUnavailable("coordinator renewed a different lease")
         return renewed
 
-    def release(self, lease: Lease) -> None:
+    def release(self, lease: Lease, *, timeout: float | None = None) -> None:
         """Best effort: an unreachable coordinator lets the lease expire by its TTL."""
         try:
-            self._call("release", lease_id=lease.lease_id, token=lease.token)
+            self._call("release", timeout, lease_id=lease.lease_id, token=lease.token)
         except (LeaseRefused, CoordinatorUnavailable):
             pass
 
