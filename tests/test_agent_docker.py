@@ -531,3 +531,35 @@ def test_stop_condition_halts_heals_and_exits_3(containers, docker_api, tmp_path
     for e in events:
         if e["event"] == "inject":
             assert not state(docker_api, e["container_id"])["Paused"]
+
+
+def test_sigterm_heals_first_even_while_a_probe_hangs(
+    containers, docker_api, tmp_path, value, cleanup_procs
+):
+    """A probe endpoint that accepts and never answers (timeout 30 s) must not delay the
+    heal on SIGTERM: the heal lands at once, the agent exits within its stop budget."""
+    import socket
+
+    group_of_three(containers, value, "hp")
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)  # the kernel completes the handshake; nothing ever replies
+        port = listener.getsockname()[1]
+        extra = (
+            '[faults]\nenabled = ["pause"]\n'
+            f'[[probes]]\nname = "hang"\nkind = "http"\nurl = "http://127.0.0.1:{port}/"\n'
+            'interval = "1s"\ntimeout = "30s"\n'
+        )
+        cfg = write_config(tmp_path, value, extra, duration="120s")
+        proc = start_agent("run", "--config", str(cfg))
+        cleanup_procs.append(proc)
+        cid = wait_event(tmp_path, "inject", timeout=30)["container_id"]
+        assert state(docker_api, cid)["Paused"]
+        proc.send_signal(signal.SIGTERM)
+        # before this change the heal waited for the probe's 30 s check to run out
+        wait_for(lambda: not state(docker_api, cid)["Paused"], timeout=20, interval=0.2)
+        proc.wait(timeout=30)  # stop_timeout 8 s: the hanging probe thread is not waited for
+        assert proc.returncode == 0, proc.stderr.read()
+    events = journal(tmp_path)
+    assert [e["event"] for e in events if e["event"] in ("heal", "stop")] == ["heal", "stop"]
+    assert ledger(tmp_path) == []
