@@ -643,6 +643,7 @@ def config_dicts(draw: st.DrawFn) -> Any:
     return data
 
 
+@pytest.mark.pure
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(toml_documents())
 def test_fuzz_toml_text_gives_a_config_or_a_config_error(text: str) -> None:
@@ -651,6 +652,7 @@ def test_fuzz_toml_text_gives_a_config_or_a_config_error(text: str) -> None:
     _check(lambda: parse_toml_text(text, source="fuzz.toml"))
 
 
+@pytest.mark.pure
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=200))
 def test_fuzz_arbitrary_text_gives_a_config_or_a_config_error(text: str) -> None:
@@ -659,6 +661,7 @@ def test_fuzz_arbitrary_text_gives_a_config_or_a_config_error(text: str) -> None
     _check(lambda: parse_toml_text(text, source="fuzz.toml"))
 
 
+@pytest.mark.pure
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(config_dicts())
 def test_fuzz_config_structures_give_a_config_or_a_config_error(data: Any) -> None:

@@ -9,6 +9,8 @@ from agent.durations import format_duration, parse_duration
 from agent.errors import ConfigError, UsageError
 from tests.conftest import run_cli
 
+pytestmark = pytest.mark.pure
+
 
 @pytest.mark.parametrize(
     ("text", "seconds"),

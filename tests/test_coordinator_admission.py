@@ -30,6 +30,8 @@ from agent.coordinator.policy import Policy
 from agent.coordinator.protocol import GroupCounts
 from agent.coordinator.store import Granted, Interval, Store
 
+pytestmark = pytest.mark.pure
+
 MONDAY_NOON = dt.datetime(2024, 1, 1, 12, 0, tzinfo=dt.UTC)
 
 

@@ -25,6 +25,8 @@ from agent.errors import ConfigError, CoordinatorUnavailable, LeaseRefused, Usag
 from agent.leases import GroupReport, Lease
 from agent.model import Plan, Target
 
+pytestmark = pytest.mark.pure
+
 REPO = Path(__file__).resolve().parent.parent
 ACQUIRE = {
     "v": 1,

@@ -7,6 +7,8 @@ import pytest
 from agent.adapters.docker_engine import group_of, health_from_status, target_from_list_entry
 from agent.faults.container import parse_started_at
 
+pytestmark = pytest.mark.pure
+
 
 @pytest.mark.parametrize(
     ("status", "health"),

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import REPO, need
 
 from agent.live import LiveView, countdown, plain_line, render
@@ -105,6 +106,7 @@ def shown(snap: dict[str, Any], width: int = 120, now: float = NOW) -> str:
     return console.export_text(styles=False)
 
 
+@pytest.mark.pure
 def test_render_shows_groups_faults_countdown_and_probes() -> None:
     text = shown(snapshot())
     print(text)
@@ -123,6 +125,7 @@ def test_render_shows_groups_faults_countdown_and_probes() -> None:
     assert "connection refused" in db
 
 
+@pytest.mark.pure
 def test_countdown_ticks_between_updates() -> None:
     clock = [NOW]
     view = LiveView(clock=lambda: clock[0])
@@ -141,6 +144,7 @@ def test_countdown_ticks_between_updates() -> None:
     assert "due" in draw()
 
 
+@pytest.mark.pure
 def test_halt_dry_run_and_empty_snapshot() -> None:
     text = shown(
         snapshot(halted="probe 'site' at 40%", dry_run=True, active=[], next_fault_at=None)
@@ -151,6 +155,7 @@ def test_halt_dry_run_and_empty_snapshot() -> None:
     assert "chaos-agent ?" in bare and "No probes configured" in bare
 
 
+@pytest.mark.pure
 def test_hostile_names_are_text_not_markup_or_escapes() -> None:
     evil = "[bold red]web[/] \x1b[2J\x1b]0;x\x07\nnext"
     snap = snapshot(
@@ -173,6 +178,7 @@ def test_hostile_names_are_text_not_markup_or_escapes() -> None:
     assert "\n" not in line and "\x1b" not in line and "[bold red]web[/]" in line
 
 
+@pytest.mark.pure
 def test_plain_line() -> None:
     line = plain_line(snapshot(), now=NOW)
     assert line == (
@@ -184,6 +190,7 @@ def test_plain_line() -> None:
     )
 
 
+@pytest.mark.pure
 def test_countdown_format() -> None:
     assert [countdown(s) for s in (-1, 0, 0.2, 59, 60, 61, 3599, 3600, 7325)] == [
         "due",
@@ -198,6 +205,7 @@ def test_countdown_format() -> None:
     ]
 
 
+@pytest.mark.host
 def test_live_view_in_a_real_terminal(tmp_path: Path) -> None:
     """tmux gives the view a real TTY; the pane must show the redrawn view, not a scroll of copies."""
     tmux = shutil.which("tmux")

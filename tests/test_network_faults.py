@@ -26,7 +26,7 @@ from agent.faults import network
 from agent.model import ActiveFault, Target
 from tests.conftest import SESSION, TEST_LABEL
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.host]
 
 # --- helpers -----------------------------------------------------------------------------
 

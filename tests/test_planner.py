@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -12,6 +13,8 @@ from agent.config import parse_window
 from agent.model import ActiveFault, PastFault, Plan, Skip, Target
 from agent.planner import Timing, in_window, next_gap, plan
 from agent.selection import GroupRules, Policy, describe_selection, evaluate
+
+pytestmark = pytest.mark.pure
 
 
 def T(name, group="web", state="running", health="none", **kw) -> Target:

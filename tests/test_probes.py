@@ -18,6 +18,8 @@ from agent.config import Probe, StopSection, parse_toml_text
 from agent.journal import Journal, read_journal
 from agent.probes import ProbeResult, ProbeRunner, check_http, check_tcp, run_check
 
+pytestmark = pytest.mark.pure
+
 # --- a switchable HTTP server -------------------------------------------------
 
 

@@ -20,6 +20,8 @@ from agent.errors import IdentityChanged, NotEligible, TargetGone
 from agent.faults.process import ProcessKill, ProcessPause, process_faults
 from agent.model import ActiveFault, Target
 
+pytestmark = pytest.mark.host
+
 SLEEPER = "import time; time.sleep(600)"
 
 

@@ -7,9 +7,13 @@ import random
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from agent import report as rpt
 from agent.journal import read_journal
 from agent.report import build_report, render_table, report_to_json
+
+pytestmark = pytest.mark.pure
 
 T0 = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
 
