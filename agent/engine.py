@@ -410,9 +410,9 @@ class Engine:
         self._ensure_watchdog()
         self.history.append(PastFault(decision.fault, target.id, target.group, now))
         if not self.leases.valid(fault_id):  # held up since acquire (frozen, slow disk)
-            error = LeaseRefused("the lease ran out before inject: not injecting")
-            self._roll_back(record, error, "lease ran out before inject")
-            raise error
+            refused = LeaseRefused("the lease ran out before inject: not injecting")
+            self._roll_back(record, refused, "lease ran out before inject")
+            raise refused
         try:
             extra = fault.inject(record)
         except AgentError as exc:

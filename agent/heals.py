@@ -21,7 +21,7 @@ POOL_SIZE = 8  # heals due together run side by side; one slow heal never makes 
 
 def backoff(attempts: int) -> float:
     """Seconds before retrying a heal that failed `attempts` times: 1 s doubling to 30 s."""
-    return min(30.0, 0.5 * 2 ** min(attempts, 6))
+    return min(30.0, 0.5 * 2.0 ** min(attempts, 6))
 
 
 class Finished(NamedTuple):

@@ -54,6 +54,10 @@ say "ruff"
 "$VENV/bin/ruff" check agent tests benchmarks scripts
 "$VENV/bin/ruff" format --check agent tests benchmarks scripts
 
+say "mypy (strict on the pure core) and import-linter (layering contracts)"
+"$VENV/bin/mypy"  # settings and module lists in pyproject.toml
+"$VENV/bin/lint-imports"
+
 say "pytest"
 export PATH="$PWD/$VENV/bin:$PATH"
 exec "$VENV/bin/python" -m pytest "$@"

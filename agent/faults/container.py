@@ -13,8 +13,8 @@ from typing import Any
 from agent.adapters import hostpid
 from agent.adapters.docker_engine import DockerEngine
 from agent.errors import FaultFailed, TargetGone, Unsupported
-from agent.faults.base import describe_record
-from agent.model import ActiveFault, HealOutcome, Target
+from agent.faults.base import Fault, describe_record
+from agent.model import ActiveFault, HealOutcome, Target, TargetKind
 
 
 def parse_started_at(text: str) -> float:
@@ -30,7 +30,7 @@ def parse_started_at(text: str) -> float:
 
 
 class _ContainerFault:
-    kind = "container"
+    kind: TargetKind = "container"
     name = ""
 
     def __init__(self, docker: DockerEngine, warn: Callable[[str], None] | None = None) -> None:
@@ -165,7 +165,7 @@ class PauseFault(_ContainerFault):
 
 def container_faults(
     docker: DockerEngine, warn: Callable[[str], None] | None = None
-) -> list[_ContainerFault]:
+) -> list[Fault]:
     return [
         KillFault(docker, warn),
         StopFault(docker, warn),
