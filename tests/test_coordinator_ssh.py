@@ -492,6 +492,24 @@ def test_coordinator_frozen_with_sigstop_never_blocks_forever(sshd_factory):
     assert renewed.token == lease.token
 
 
+def test_a_call_with_a_timeout_is_bounded_even_when_it_must_reconnect(sshd_factory):
+    """The engine bounds each call by its nearest lease deadline: a renew that first has
+    to reconnect to a frozen sshd must still end within that bound, not 4 x connect_timeout."""
+    srv = sshd_factory()
+    leases = leases_for(sshd_factory, srv, "web-1", request_timeout=10.0, connect_timeout=10.0)
+    lease = leases.acquire(_plan("web", 30), REPORT)
+    leases.close()  # the next call must open a new connection
+    srv.signal_all(signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(CoordinatorUnavailable):
+            leases.renew(lease, timeout=1.0)
+        took = time.monotonic() - t0
+    finally:
+        srv.signal_all(signal.SIGCONT)
+    assert took < 1.0 + 5.0  # unbounded: the banner alone may take 10 s, the watchdog 40 s
+
+
 def test_halt_refuses_acquire_and_renew_until_resume(sshd_factory):
     srv = sshd_factory()
     web1 = leases_for(sshd_factory, srv, "web-1")
