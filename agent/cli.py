@@ -169,69 +169,13 @@ def targets(
     ] = False,
 ) -> None:
     """Groups, members, health, eligibility, and why not."""
-    try:
-        config = _load(config_path)
-        engine = _engine(config, config_path, probes=False)
-        found = engine.discover()
-        if all_:
-            from agent.adapters.docker_engine import DockerEngine, own_container_id
-            from agent.discovery import discover_all_containers
+    from agent.quick import targets_text
 
-            seen = {t.id for t in found}
-            found += [
-                t
-                for t in discover_all_containers(config, DockerEngine(), own_container_id())
-                if t.id not in seen
-            ]
-        engine.active = _active_or_empty(engine)
-        verdicts = engine.evaluate(found)
-        unavailable = engine.policy.unavailable
+    try:
+        text = targets_text(config_path, as_json=as_json, all_=all_)
     except AgentError as exc:
         _fail(exc)
-    if as_json:
-        out = {
-            "sentence": engine.describe(),
-            "unavailable_faults": [
-                {"kind": k, "fault": f, "reason": r} for (k, f), r in sorted(unavailable.items())
-            ],
-            "targets": [
-                {
-                    "kind": v.target.kind,
-                    "id": v.target.id,
-                    "name": v.target.name,
-                    "group": v.target.group,
-                    "state": v.target.state,
-                    "health": v.target.health,
-                    "eligible": v.eligible,
-                    "faults": list(v.faults),
-                    "reason": v.reason,
-                }
-                for v in verdicts
-            ],
-        }
-        typer.echo(json.dumps(out, indent=2))
-        return
-    typer.echo(engine.describe())
-    current = None
-    for v in verdicts:
-        if v.target.group != current:
-            current = v.target.group
-            members = [w for w in verdicts if w.target.group == current]
-            typer.echo(f"\ngroup {printable(current)} ({len(members)} member(s))")
-        health = "" if v.target.health == "none" else f", {v.target.health}"
-        mark = "eligible: " + ", ".join(v.faults) if v.eligible else "not eligible: " + v.reason
-        typer.echo(
-            f"  {printable(v.target.name):<32} {v.target.state}{health:<12} {printable(mark, 300)}"
-        )
-    for (kind, fault), reason in sorted(unavailable.items()):
-        typer.echo(f"\n{kind} fault {fault} unavailable on this host: {reason}")
-
-
-def _active_or_empty(engine: Any) -> list[Any]:
-    try:
-        return engine.ledger.load()
-    except AgentError:
-        return []
+    typer.echo(text)
 
 
 @app.command()
@@ -316,72 +260,13 @@ def heal(config_path: ConfigOpt = None) -> None:
 @app.command()
 def status(config_path: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Active faults and when each heals."""
-    from agent.ledger import Ledger
+    from agent.quick import status_text
 
     try:
-        config = _load(config_path)
-        records = Ledger(config.agent.state_dir).load()
+        text = status_text(config_path, as_json=as_json)
     except AgentError as exc:
         _fail(exc)
-    holder = _lock_holder(config.agent.state_dir)
-    now = time.time()
-    if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "state_dir": str(config.agent.state_dir),
-                    "agent_pid": holder,
-                    "kill_switch": config.agent.kill_switch.exists(),
-                    "active": [
-                        {
-                            **r.to_json(),
-                            "heals_in": round(r.deadline - now, 3),
-                            "stuck": r.heal_attempts >= config.agent.heal_retries,
-                        }
-                        for r in records
-                    ],
-                },
-                indent=2,
-            )
-        )
-        return
-    typer.echo(
-        f"state {config.agent.state_dir}: "
-        f"{'agent running (pid ' + str(holder) + ')' if holder else 'no agent running'}"
-        f"{'; KILL SWITCH ON' if config.agent.kill_switch.exists() else ''}"
-    )
-    if not records:
-        typer.echo("no active faults")
-    for r in records:
-        due = r.deadline - now
-        when = f"heals in {due:.0f}s" if due > 0 else f"overdue by {-due:.0f}s"
-        stuck = (
-            " STUCK: " + printable(r.last_error)
-            if r.heal_attempts >= config.agent.heal_retries
-            else ""
-        )
-        typer.echo(
-            f"{r.fault_id} {r.fault:<9} {printable(r.target_name):<30} {r.group:<20} {when}{stuck}"
-        )
-
-
-def _lock_holder(state_dir: Path) -> int | None:
-    import fcntl
-
-    path = state_dir / "agent.lock"
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
-    except BlockingIOError:
-        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-        return int(text) if text.isdigit() else -1
-    finally:
-        os.close(fd)
+    typer.echo(text)
 
 
 @config_app.command("check")

@@ -1,0 +1,238 @@
+"""Commands that answer without typer: `--help`, `status` and `targets`.
+
+typer (and click under it) costs more to import than these commands take to run, so
+`agent.main` answers the plain forms here and hands everything else (other commands,
+per-command --help, unknown options, errors in the arguments) to the typer app in
+`agent.cli`, which calls the same renderers below: one implementation of each output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from agent.errors import AgentError
+from agent.textsafe import printable
+
+# what `chaos-agent --help` prints; tests check it names every command the typer app has
+HELP_COMMANDS = (
+    (
+        "run",
+        "Run the agent: fault eligible replicas at random until stopped; heal everything on exit.",
+    ),
+    ("targets", "Groups, members, health, eligibility, and why not."),
+    (
+        "inject",
+        "One fault now (same safety rules unless --force); waits and heals unless --detach.",
+    ),
+    ("heal", "Heal every fault in the ledger now (and remove tagged leftovers)."),
+    ("status", "Active faults and when each heals."),
+    ("report", "What the run showed: per fault, per group, availability."),
+    ("config", "Check or show the configuration."),
+    ("coordinator", "The fleet coordinator (leases over SSH)."),
+)
+HELP = (
+    "Usage: chaos-agent [OPTIONS] COMMAND [ARGS]...\n\n"
+    "A Chaos Monkey for self-hosted Docker stacks: fault one replica at a time, never below\n"
+    "a safe number of replicas, always heal.\n\n"
+    "Options:\n  --help  Show this message and exit.\n\n"
+    "Commands:\n"
+    + "".join(f"  {name:<12} {text}\n" for name, text in HELP_COMMANDS)
+    + "\n`chaos-agent COMMAND --help` describes each command's options.\n"
+)
+
+
+def error_line(exc: AgentError) -> str:
+    return f"chaos-agent: error: {printable(exc.one_line(), 600)}"
+
+
+def _log(message: str) -> None:
+    sys.stderr.write(f"{time.strftime('%H:%M:%S')} {message}\n")
+
+
+# -- status -------------------------------------------------------------------------------
+def status_text(config_path: str | None, *, as_json: bool) -> str:
+    """What `status` prints: the ledger's active faults and when each heals."""
+    from agent.config import load_config
+    from agent.ledger import Ledger
+
+    config = load_config(config_path)
+    records = Ledger(config.agent.state_dir).load()
+    holder = lock_holder(config.agent.state_dir)
+    now = time.time()
+    retries = config.agent.heal_retries
+    if as_json:
+        return json.dumps(
+            {
+                "state_dir": str(config.agent.state_dir),
+                "agent_pid": holder,
+                "kill_switch": config.agent.kill_switch.exists(),
+                "active": [
+                    {
+                        **r.to_json(),
+                        "heals_in": round(r.deadline - now, 3),
+                        "stuck": r.heal_attempts >= retries,
+                    }
+                    for r in records
+                ],
+            },
+            indent=2,
+        )
+    lines = [
+        f"state {config.agent.state_dir}: "
+        f"{'agent running (pid ' + str(holder) + ')' if holder else 'no agent running'}"
+        f"{'; KILL SWITCH ON' if config.agent.kill_switch.exists() else ''}"
+    ]
+    if not records:
+        lines.append("no active faults")
+    for r in records:
+        due = r.deadline - now
+        when = f"heals in {due:.0f}s" if due > 0 else f"overdue by {-due:.0f}s"
+        stuck = " STUCK: " + printable(r.last_error) if r.heal_attempts >= retries else ""
+        lines.append(
+            f"{r.fault_id} {r.fault:<9} {printable(r.target_name):<30} {r.group:<20} {when}{stuck}"
+        )
+    return "\n".join(lines)
+
+
+def lock_holder(state_dir: Path) -> int | None:
+    """The PID of the agent holding the state directory's lock, if one does."""
+    import fcntl
+
+    path = state_dir / "agent.lock"
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    except BlockingIOError:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        return int(text) if text.isdigit() else -1
+    finally:
+        os.close(fd)
+
+
+# -- targets ------------------------------------------------------------------------------
+def targets_text(config_path: str | None, *, as_json: bool, all_: bool) -> str:
+    """What `targets` prints: groups, members, eligibility and why not."""
+    from agent.config import load_config
+    from agent.wiring import build_engine
+
+    config = load_config(config_path)
+    engine = build_engine(config, config_path=config_path, probes=False, log=_log)
+    found = engine.discover()
+    if all_:
+        from agent.adapters.docker_engine import DockerEngine, own_container_id
+        from agent.discovery import discover_all_containers
+
+        seen = {t.id for t in found}
+        found += [
+            t
+            for t in discover_all_containers(config, DockerEngine(), own_container_id())
+            if t.id not in seen
+        ]
+    try:
+        engine.active = engine.ledger.load()
+    except AgentError:
+        engine.active = []
+    verdicts = engine.evaluate(found)
+    unavailable = engine.policy.unavailable
+    if as_json:
+        out = {
+            "sentence": engine.describe(),
+            "unavailable_faults": [
+                {"kind": k, "fault": f, "reason": r} for (k, f), r in sorted(unavailable.items())
+            ],
+            "targets": [
+                {
+                    "kind": v.target.kind,
+                    "id": v.target.id,
+                    "name": v.target.name,
+                    "group": v.target.group,
+                    "state": v.target.state,
+                    "health": v.target.health,
+                    "eligible": v.eligible,
+                    "faults": list(v.faults),
+                    "reason": v.reason,
+                }
+                for v in verdicts
+            ],
+        }
+        return json.dumps(out, indent=2)
+    lines = [engine.describe()]
+    current = None
+    for v in verdicts:
+        if v.target.group != current:
+            current = v.target.group
+            members = [w for w in verdicts if w.target.group == current]
+            lines.append(f"\ngroup {printable(current)} ({len(members)} member(s))")
+        health = "" if v.target.health == "none" else f", {v.target.health}"
+        mark = "eligible: " + ", ".join(v.faults) if v.eligible else "not eligible: " + v.reason
+        lines.append(
+            f"  {printable(v.target.name):<32} {v.target.state}{health:<12} {printable(mark, 300)}"
+        )
+    for (kind, fault), reason in sorted(unavailable.items()):
+        lines.append(f"\n{kind} fault {fault} unavailable on this host: {reason}")
+    return "\n".join(lines)
+
+
+# -- the dispatcher -------------------------------------------------------------------------
+def _options(args: Sequence[str], flags: set[str]) -> dict[str, Any] | None:
+    """--config/-c VALUE and the given flags; None for anything else (typer answers)."""
+    out: dict[str, Any] = {"config": None, **{f: False for f in flags}}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in flags:
+            out[arg] = True
+        elif arg in ("--config", "-c") and i + 1 < len(args):
+            out["config"] = args[i + 1]
+            i += 1
+        elif arg.startswith("--config="):
+            out["config"] = arg.split("=", 1)[1]
+        else:
+            return None
+        i += 1
+    return out
+
+
+def answer(argv: Sequence[str]) -> int | None:
+    """Answer argv here and return the exit code, or None to let typer answer it."""
+    if list(argv) in (["--help"], ["-h"]):
+        sys.stdout.write(HELP)
+        return 0
+    if not argv or argv[0] not in ("status", "targets"):
+        return None
+    command, rest = argv[0], argv[1:]
+    opts = _options(rest, {"--json", "--all"} if command == "targets" else {"--json"})
+    if opts is None:
+        return None
+    try:
+        if command == "status":
+            text = status_text(opts["config"], as_json=opts["--json"])
+        else:
+            text = targets_text(opts["config"], as_json=opts["--json"], all_=opts["--all"])
+    except AgentError as exc:
+        sys.stderr.write(error_line(exc) + "\n")
+        return exc.exit_code
+    sys.stdout.write(text + "\n")
+    return 0
+
+
+def main() -> None:
+    """The `chaos-agent` entry point: answer here when we can, else the typer app."""
+    code = answer(sys.argv[1:])
+    if code is not None:
+        sys.stdout.flush()
+        sys.exit(code)
+    from agent.cli import main as typer_main
+
+    typer_main()

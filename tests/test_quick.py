@@ -1,0 +1,59 @@
+"""The commands answered without typer (agent/quick.py) say what the typer app says."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent.quick import HELP, HELP_COMMANDS, answer
+from tests.conftest import REPO, run_cli
+
+pytestmark = pytest.mark.pure
+
+TYPER = "import sys; from agent.cli import main; sys.argv[0] = 'chaos-agent'; main()"
+
+
+def typer_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", TYPER, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+
+
+def test_quick_help_names_every_command_of_the_typer_app() -> None:
+    from agent import cli
+
+    names = {c.name or c.callback.__name__ for c in cli.app.registered_commands}
+    names |= {g.name for g in cli.app.registered_groups}
+    names.add("coordinator")  # mounted only when asked for (see cli._mount_coordinator)
+    assert names == {name for name, _ in HELP_COMMANDS}
+    for name in names:
+        assert f"  {name} " in HELP
+
+
+def test_status_quick_and_typer_print_the_same(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text(f'[agent]\nstate_dir = "{state}"\nkill_switch = "{tmp_path / "STOP"}"\n')
+    (tmp_path / "STOP").write_text("")
+    quick = run_cli("status", "--config", str(cfg))
+    slow = typer_cli("status", "--config", str(cfg))
+    assert quick.returncode == slow.returncode == 0, quick.stderr + slow.stderr
+    assert quick.stdout == slow.stdout
+    assert "KILL SWITCH ON" in quick.stdout and "no active faults" in quick.stdout
+    bad = run_cli("status", "--config", str(tmp_path / "missing.toml"))
+    assert bad.returncode == 2
+    assert bad.stderr == typer_cli("status", "--config", str(tmp_path / "missing.toml")).stderr
+
+
+def test_anything_else_is_left_to_typer() -> None:
+    for argv in ([], ["status", "--bogus"], ["status", "--help"], ["run"], ["targets", "-x"]):
+        assert answer(argv) is None, argv
+    result = run_cli("status", "--bogus")
+    assert result.returncode == 2 and "No such option" in result.stderr
