@@ -3,12 +3,19 @@
 It translates the SDK's errors into ours at the edge: a container that vanished
 is TargetGone, an unreachable daemon is DockerUnavailable (naming the socket).
 Discovery is one list call with a label filter, never one inspect per container.
+Reads (list, inspect) on a local unix socket speak the Engine API with the standard
+library (http.client over AF_UNIX): importing the SDK costs more than `targets` takes
+to run. Effects, and every call to a remote DOCKER_HOST, go through the SDK.
 """
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import re
+import socket
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
@@ -18,6 +25,7 @@ from agent.model import Target
 
 T = TypeVar("T")
 
+_CONTAINER_REF = re.compile(r"/?[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")  # a name or an id
 _HEALTH = re.compile(r"\((healthy|unhealthy|health: starting)\)")
 
 
@@ -41,6 +49,24 @@ def _import_docker(endpoint: str) -> Any:
 
 def docker_endpoint() -> str:
     return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    """HTTP over a unix socket (the local Docker daemon)."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.socket_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
 
 
 class DockerEngine:
@@ -107,12 +133,62 @@ class DockerEngine:
             self._api = None
 
     # -- reads -----------------------------------------------------------------------
+    def _local_socket(self) -> str | None:
+        """The unix socket path when the daemon is local (reads then skip the SDK)."""
+        endpoint = self._base_url or docker_endpoint()
+        if endpoint.startswith("unix://"):
+            return endpoint[len("unix://") :]
+        return None
+
+    def _get(self, what: str, path: str, container: str = "") -> Any:
+        """GET one Engine API path over the local socket; errors as the SDK path maps them."""
+        sock = self._local_socket()
+        assert sock is not None
+        conn = _UnixConnection(sock, self._timeout)
+        try:
+            conn.request("GET", path, headers={"Host": "docker"})
+            response = conn.getresponse()
+            body = response.read()
+        except OSError as exc:
+            raise self._unavailable(exc) from None
+        except http.client.HTTPException as exc:
+            raise self._unavailable(exc) from None
+        finally:
+            conn.close()
+        try:
+            data = json.loads(body) if body else None
+        except ValueError:
+            data = None
+        if response.status == 200:
+            if data is None:
+                raise FaultFailed(f"docker {what} {container}: not JSON".strip())
+            return data
+        message = data.get("message", "") if isinstance(data, dict) else ""
+        message = str(message or response.reason)[:300]
+        if response.status == 404 and ("no such container" in message.lower() or not container):
+            raise TargetGone(f"container {container or '?'} no longer exists")
+        raise FaultFailed(f"docker {what} {container}: {message}".strip().replace("  ", " "))
+
     def list_containers(self, label_filter: str | None = None) -> list[dict[str, Any]]:
         """One Engine API call: GET /containers/json?all=1&filters=..."""
         filters = {"label": [label_filter]} if label_filter else None
+        if self._local_socket() is not None:
+            query = {"all": "1"} | ({"filters": json.dumps(filters)} if filters else {})
+            found = self._get("list", "/containers/json?" + urllib.parse.urlencode(query))
+            if not isinstance(found, list):
+                raise FaultFailed("docker list: not a list")
+            return found
         return self._call("list", lambda: self.api.containers(all=True, filters=filters))
 
     def inspect(self, container: str) -> dict[str, Any]:
+        if not _CONTAINER_REF.fullmatch(container):  # no such name or id can exist
+            raise TargetGone(f"container {container[:80]!r} no longer exists")
+        if self._local_socket() is not None:
+            quoted = urllib.parse.quote(container, safe="")
+            info = self._get("inspect", f"/containers/{quoted}/json", container)
+            if not isinstance(info, dict):
+                raise FaultFailed(f"docker inspect {container}: not an object")
+            return info
         return self._call("inspect", lambda: self.api.inspect_container(container), container)
 
     def find(self, name_or_id: str) -> dict[str, Any]:
