@@ -320,6 +320,9 @@ def status(config_path: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     except AgentError as exc:
         _fail(exc)
     holder = _lock_holder(config.agent.state_dir)
+    from agent.watchdog import deadman_holder
+
+    deadman = deadman_holder(config.agent.state_dir)
     now = time.time()
     if as_json:
         typer.echo(
@@ -327,6 +330,7 @@ def status(config_path: ConfigOpt = None, as_json: JsonOpt = False) -> None:
                 {
                     "state_dir": str(config.agent.state_dir),
                     "agent_pid": holder,
+                    "deadman": deadman,
                     "kill_switch": config.agent.kill_switch.exists(),
                     "active": [
                         {
@@ -344,6 +348,7 @@ def status(config_path: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     typer.echo(
         f"state {config.agent.state_dir}: "
         f"{'agent running (pid ' + str(holder) + ')' if holder else 'no agent running'}"
+        f"{'; dead-man armed: ' + printable(deadman) if deadman else ''}"
         f"{'; KILL SWITCH ON' if config.agent.kill_switch.exists() else ''}"
     )
     if not records:
@@ -362,22 +367,13 @@ def status(config_path: ConfigOpt = None, as_json: JsonOpt = False) -> None:
 
 
 def _lock_holder(state_dir: Path) -> int | None:
-    import fcntl
+    from agent.ledger import lock_holder
 
-    path = state_dir / "agent.lock"
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
+    text = lock_holder(state_dir)
+    if text is None:
         return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
-    except BlockingIOError:
-        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-        return int(text) if text.isdigit() else -1
-    finally:
-        os.close(fd)
+    pid = text.split(" ")[0]
+    return int(pid) if pid.isdigit() else -1
 
 
 @config_app.command("check")
