@@ -295,6 +295,5 @@ def sibling_spec(
             "SecurityOpt": list(host.get("SecurityOpt") or []),
             "NetworkMode": network,
             "AutoRemove": True,
-            "Init": True,
         },
     }
