@@ -27,6 +27,7 @@ import fcntl
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from agent.errors import AgentError
 from agent.ledger import Ledger, lock_holder
@@ -37,28 +38,45 @@ POLL = 0.5
 DEADMAN_LOCK = "deadman.lock"
 
 
-def _heal(record: ActiveFault, config_path: str | None, state_dir: Path) -> str:
-    from agent.adapters.docker_engine import DockerEngine
-    from agent.config import load_config
-    from agent.journal import Journal, fault_fields
-    from agent.wiring import build_registry
+class _Healer:
+    """Config, registry and journal built once, ahead of the first deadline: at the
+    deadline a heal is then one Engine API call, not a cold import."""
 
-    config = load_config(config_path)
-    registry = build_registry(config, DockerEngine())
-    journal_path = config.agent.journal
-    if config.agent.state_dir != state_dir:
-        journal_path = state_dir / "journal.jsonl"
-    journal = Journal(journal_path, host=config.agent.host)
-    fault = registry.get(record.target_kind, record.fault)
-    if fault is None:
-        return "failed"
-    try:
-        outcome = fault.heal(record)
-    except AgentError as exc:
-        journal.write("watchdog", how="failed", detail=exc.one_line(), **fault_fields(record))
-        return "failed"
-    journal.write("watchdog", how=outcome.how, detail=outcome.detail, **fault_fields(record))
-    return outcome.how if outcome.healed else "failed"
+    def __init__(self, config_path: str | None, state_dir: Path) -> None:
+        self.config_path, self.state_dir = config_path, state_dir
+        self._ready: tuple[Any, Any] | None = None
+
+    def prepare(self) -> None:
+        if self._ready is not None:
+            return
+        from agent.adapters.docker_engine import DockerEngine
+        from agent.config import load_config
+        from agent.journal import Journal
+        from agent.wiring import build_registry
+
+        config = load_config(self.config_path)
+        registry = build_registry(config, DockerEngine())
+        journal_path = config.agent.journal
+        if config.agent.state_dir != self.state_dir:
+            journal_path = self.state_dir / "journal.jsonl"
+        self._ready = (registry, Journal(journal_path, host=config.agent.host))
+
+    def heal(self, record: ActiveFault) -> str:
+        from agent.journal import fault_fields
+
+        self.prepare()
+        assert self._ready is not None
+        registry, journal = self._ready
+        fault = registry.get(record.target_kind, record.fault)
+        if fault is None:
+            return "failed"
+        try:
+            outcome = fault.heal(record)
+        except AgentError as exc:
+            journal.write("watchdog", how="failed", detail=exc.one_line(), **fault_fields(record))
+            return "failed"
+        journal.write("watchdog", how=outcome.how, detail=outcome.detail, **fault_fields(record))
+        return outcome.how if outcome.healed else "failed"
 
 
 def _clear(state_dir: Path, healed: set[str]) -> bool:
@@ -121,6 +139,11 @@ def deadman_holder(state_dir: Path) -> str | None:
 
 def watch(state_dir: Path, owner: str, config_path: str | None, describe: str = "") -> int:
     announced = _announce(state_dir, describe or f"process {os.getpid()}")
+    healer = _Healer(config_path, state_dir)
+    try:
+        healer.prepare()
+    except (AgentError, OSError):
+        pass  # tried again at the deadline, where a failure is journaled
     ledger = Ledger(state_dir)
     healed: set[str] = set()
     try:
@@ -141,7 +164,11 @@ def watch(state_dir: Path, owner: str, config_path: str | None, describe: str = 
             now = time.time()
             for record in pending:
                 if now >= record.deadline + GRACE:
-                    if _heal(record, config_path, state_dir) != "failed":
+                    try:
+                        how = healer.heal(record)
+                    except (AgentError, OSError):
+                        how = "failed"
+                    if how != "failed":
                         healed.add(record.fault_id)
             next_due = min(
                 (r.deadline + GRACE for r in pending if r.fault_id not in healed),
