@@ -182,7 +182,9 @@ def leftovers(
     closed = {
         e.get("fault_id")
         for e in events
-        if e["event"] in ("heal", "healed_by_environment") and not e.get("dry_run")
+        if (e["event"] in ("heal", "healed_by_environment") and not e.get("dry_run"))
+        # the dead-man's heal closes a fault whose agent is gone (it clears the ledger)
+        or (e["event"] == "watchdog" and e.get("how") != "failed")
     }
     for e in events:
         if e["event"] == "intent" and e["fault_id"] not in closed:
