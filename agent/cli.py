@@ -218,6 +218,7 @@ def inject(
                 raise typer.Exit(0)
             _on_signals(engine.request_stop)
             while engine.active and not engine.stop_requested:
+                engine.renew_leases()  # under a coordinator: keep the lease, learn of a halt
                 engine.heal_due()
                 engine.wake.wait(engine.next_wakeup(None))
                 engine.wake.clear()

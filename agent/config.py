@@ -62,6 +62,22 @@ PROBE_TIMEOUT_MAX = 30.0  # a check slower than this tells nothing; shutdown nev
 SIGNALS = ("SIGKILL", "SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGABRT", "SIGSEGV", "SIGUSR1")
 
 
+DEADMAN_MODES = ("auto", "process", "container", "systemd", "off")
+
+
+def _deadman_mode(a: TomlTable) -> str:
+    legacy = a.data.get("watchdog")
+    if legacy is not None:  # before 0.3: watchdog = true|false
+        if a.bool("watchdog", True) is False:
+            if "deadman" in a.data:
+                raise a.err("watchdog", "give either watchdog = false or deadman, not both")
+            return "off"
+    mode = a.str("deadman", "auto")
+    if mode not in DEADMAN_MODES:
+        raise a.err("deadman", f"expected one of {', '.join(DEADMAN_MODES)}, got {mode!r}")
+    return mode
+
+
 def _default_state_dir() -> str:
     if os.geteuid() == 0:
         return "/var/lib/chaos-agent"
@@ -79,7 +95,7 @@ class AgentSection:
     seed: int | None = None
     heal_retries: int = 5  # failed heals before a fault is marked stuck
     stop_timeout: float = 8.0  # budget to heal everything on SIGTERM (fits docker's 10 s)
-    watchdog: bool = True  # arm a detached heal at the deadline (survives agent SIGKILL)
+    deadman: str = "auto"  # where the dead-man heal lives: auto|process|container|systemd|off
 
 
 @dataclass(frozen=True)
@@ -387,7 +403,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
         seed=seed_raw,
         heal_retries=a.int("heal_retries", 5, minimum=1, maximum=1000),
         stop_timeout=a.duration("stop_timeout", 8.0, minimum=0.5),
-        watchdog=a.bool("watchdog", True),
+        deadman=_deadman_mode(a),
     )
     a.done()
 

@@ -87,12 +87,44 @@ class Ledger:
             ) from None
 
 
+def lock_holder(state_dir: Path) -> str | None:
+    """What the holder of <state_dir>/agent.lock wrote ("<pid> <token>"), or None if free.
+
+    The one liveness probe of an agent (status, the dead-man): a flock is released by
+    the kernel when its holder dies, in whatever container or unit it ran.
+    """
+    try:
+        fd = os.open(state_dir / "agent.lock", os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        text = ""
+        for _ in range(40):  # the winner may be between its truncate and its write
+            text = os.pread(fd, 80, 0).decode("ascii", "replace").strip()
+            if text:
+                break
+            time.sleep(0.005)
+        return text or "?"
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
 class StateLock:
-    """flock on <state_dir>/agent.lock: one agent per state directory."""
+    """flock on <state_dir>/agent.lock: one agent per state directory.
+
+    The file says "<pid> <token>": the token names this hold, so a dead-man armed
+    for it knows a later agent's hold from its own.
+    """
 
     def __init__(self, state_dir: Path) -> None:
         self.path = state_dir / "agent.lock"
         self._fd: int | None = None
+        self.token = os.urandom(8).hex()
 
     def acquire(self) -> None:
         try:
@@ -101,7 +133,15 @@ class StateLock:
         except OSError as exc:
             raise LedgerError(f"cannot open lock file {self.path}: {exc.strerror}") from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # a dead-man takes the lock for a few milliseconds to clear what it healed
+            for attempt in range(50):
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if attempt == 49:
+                        raise
+                    time.sleep(0.01)
         except BlockingIOError:
             holder = ""
             for _ in range(40):  # the winner may be between its truncate and its write
@@ -109,7 +149,7 @@ class StateLock:
                 if holder:
                     break
                 time.sleep(0.005)
-            holder = holder or "?"
+            holder = holder.split(" ")[0] or "?"
             os.close(fd)
             raise LockHeld(
                 f"another chaos-agent (pid {holder}) is using the state directory {self.path.parent}",
@@ -117,7 +157,7 @@ class StateLock:
             ) from None
         try:  # the PID is informational (the flock is the lock): a full disk is fine here
             os.ftruncate(fd, 0)
-            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            os.pwrite(fd, f"{os.getpid()} {self.token}".encode(), 0)
         except OSError:
             pass
         self._fd = fd

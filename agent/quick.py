@@ -9,7 +9,6 @@ per-command --help, unknown options, errors in the arguments) to the typer app i
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -64,6 +63,9 @@ def status_text(config_path: str | None, *, as_json: bool) -> str:
     config = load_config(config_path)
     records = Ledger(config.agent.state_dir).load()
     holder = lock_holder(config.agent.state_dir)
+    from agent.watchdog import deadman_holder
+
+    deadman = deadman_holder(config.agent.state_dir)
     now = time.time()
     retries = config.agent.heal_retries
     if as_json:
@@ -71,6 +73,7 @@ def status_text(config_path: str | None, *, as_json: bool) -> str:
             {
                 "state_dir": str(config.agent.state_dir),
                 "agent_pid": holder,
+                "deadman": deadman,
                 "kill_switch": config.agent.kill_switch.exists(),
                 "active": [
                     {
@@ -86,6 +89,7 @@ def status_text(config_path: str | None, *, as_json: bool) -> str:
     lines = [
         f"state {config.agent.state_dir}: "
         f"{'agent running (pid ' + str(holder) + ')' if holder else 'no agent running'}"
+        f"{'; dead-man armed: ' + printable(deadman) if deadman else ''}"
         f"{'; KILL SWITCH ON' if config.agent.kill_switch.exists() else ''}"
     ]
     if not records:
@@ -102,22 +106,13 @@ def status_text(config_path: str | None, *, as_json: bool) -> str:
 
 def lock_holder(state_dir: Path) -> int | None:
     """The PID of the agent holding the state directory's lock, if one does."""
-    import fcntl
+    from agent.ledger import lock_holder as holder_text
 
-    path = state_dir / "agent.lock"
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
+    text = holder_text(state_dir)
+    if text is None:
         return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
-    except BlockingIOError:
-        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-        return int(text) if text.isdigit() else -1
-    finally:
-        os.close(fd)
+    pid = text.split(" ")[0]
+    return int(pid) if pid.isdigit() else -1
 
 
 # -- targets ------------------------------------------------------------------------------

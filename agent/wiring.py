@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import random
-import subprocess
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from agent.adapters.docker_engine import DockerEngine, own_container_id
 from agent.config import Config
 from agent.discovery import discover_all_containers, discover_containers, make_discover, make_pin
 from agent.engine import Engine
+from agent.errors import AgentError
 from agent.faults.base import Fault, FaultRegistry
 from agent.faults.container import container_faults
 from agent.faults.dryrun import DryRunFault
@@ -54,25 +51,31 @@ def make_leases(config: Config) -> LeaseProvider:
     return CoordinatorLeases(config.coordinator, host=config.agent.host)
 
 
-def watchdog_spawner(config: Config, config_path: str | None) -> Callable[[], Any]:
-    def spawn() -> subprocess.Popen[bytes]:
-        args = [
-            sys.executable, "-m", "agent.watchdog",
-            "--state-dir", str(config.agent.state_dir),
-            "--agent-pid", str(os.getpid()),
-        ]  # fmt: skip
-        if config_path:
-            args += ["--config", str(Path(config_path).resolve())]
-        return subprocess.Popen(
-            args,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,  # survives a SIGKILL of the agent's process group
-            close_fds=True,
-        )
+def deadman_arming(
+    config: Config, config_path: str | None, docker: DockerEngine
+) -> Callable[[], Any]:
+    """Arm the dead-man heal (agent.deadman) for the run that holds the state lock."""
 
-    return spawn
+    def arm() -> Any:
+        from agent.deadman import arm as arm_deadman
+        from agent.ledger import lock_holder
+
+        owner = lock_holder(config.agent.state_dir)
+        if owner is None:
+            raise OSError("the state lock is not held: no dead-man to arm")
+        try:
+            return arm_deadman(
+                config.agent.deadman,
+                state_dir=config.agent.state_dir,
+                owner=owner,
+                config_path=config_path,
+                docker=docker,
+                agent_container=own_container_id(),
+            )
+        except AgentError as exc:  # the engine reports an arming failure as an OSError
+            raise OSError(exc.one_line()) from None
+
+    return arm
 
 
 def build_engine(
@@ -110,7 +113,9 @@ def build_engine(
     else:
         ledger = Ledger(config.agent.state_dir)
         leases = make_leases(config)
-        spawn = watchdog_spawner(config, config_path) if config.agent.watchdog else None
+        spawn = (
+            deadman_arming(config, config_path, docker) if config.agent.deadman != "off" else None
+        )
     sweep = None
     if not dry_run:
         try:

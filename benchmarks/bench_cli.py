@@ -51,7 +51,7 @@ def run(api: Any, ids: list[str], label: str, value: str, rounds: int = 10) -> d
         cfg = write_config(
             state, label, value, '[faults]\nenabled = ["kill"]\n[faults.kill]\nmode = "api"'
         )
-        text = cfg.read_text().replace("[agent]\n", "[agent]\nwatchdog = false\n", 1)
+        text = cfg.read_text().replace("[agent]\n", '[agent]\ndeadman = "off"\n', 1)
         text = text.replace("[targets]\n", "[targets]\nmin_replicas = 1\nmin_healthy = 0\n", 1)
         cfg.write_text(text)
         exp = Path(tmp) / "experiment.json"

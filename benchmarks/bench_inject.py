@@ -47,7 +47,7 @@ def _engine(tmp: Path, label: str, value: str, docker: Any) -> Any:
         ]
     )
     cfg = write_config(tmp / "state", label, value, extra)
-    text = cfg.read_text().replace("[agent]\n", "[agent]\nwatchdog = false\n", 1)
+    text = cfg.read_text().replace("[agent]\n", '[agent]\ndeadman = "off"\n', 1)
     text = text.replace(
         "[targets]\n",
         "[targets]\nmin_replicas = 1\nmin_healthy = 0\nmax_per_group = 100\nmax_concurrent = 100\n",

@@ -54,7 +54,16 @@ POLICY = Policy(max_concurrent=2, max_per_group=1, min_healthy=1, min_gap=0, lea
 
 def test_grant_when_nothing_is_live():
     got = admit(POLICY, state(), request(), 0.0, MONDAY_NOON)
-    assert got == Grant(expires_at=10.0, ttl=10.0)
+    # held until the fault's deadline (30 s) + heal_grace (30 s), renewed or not
+    assert got == Grant(expires_at=60.0, ttl=10.0)
+
+
+def test_a_short_fault_is_held_for_its_ttl_at_least():
+    got = admit(POLICY, state(), request(duration=1), 0.0, MONDAY_NOON)
+    assert got == Grant(expires_at=31.0, ttl=10.0)
+    short_grace = Policy(min_gap=0, lease_ttl=60, heal_grace=5)
+    got = admit(short_grace, state(), request(duration=1), 0.0, MONDAY_NOON)
+    assert got == Grant(expires_at=60.0, ttl=60.0)
 
 
 @pytest.mark.parametrize(
@@ -124,9 +133,15 @@ def test_renew_refusals(stored, host, token, now, halted, code):
     assert isinstance(got, Refusal) and got.code == code
 
 
-def test_renew_extends_from_now():
+def test_renew_never_shortens_the_hold():
     got = check_renew(POLICY, state(), lease("a", token=3), "h1", 3, 4.0, MONDAY_NOON)
-    assert got == Grant(expires_at=14.0, ttl=10.0)
+    assert got == Grant(expires_at=60.0, ttl=10.0)  # granted 0 + 30 s + heal_grace 30 s
+
+
+def test_renew_extends_from_now_past_the_hold():
+    held_short = Policy(min_gap=0, lease_ttl=10, heal_grace=5)
+    got = check_renew(held_short, state(), lease("a", token=3), "h1", 3, 34.0, MONDAY_NOON)
+    assert got == Grant(expires_at=44.0, ttl=10.0)
 
 
 # --- property tests -------------------------------------------------------------------
@@ -231,6 +246,7 @@ def test_pure_admission_never_exceeds_policy(policy, ops):
                     r["exp"] = got.expires_at
             elif stored and tok == r["token"]:
                 r["end"] = now
+                r["released"] = True
         elif op[0] == "advance":
             now += op[1]
         elif op[0] == "halt":
@@ -242,6 +258,12 @@ def test_pure_admission_never_exceeds_policy(policy, ops):
         for k, r in rows.items()
     ]
     check_intervals(policy, intervals, grants)
+    # the fleet invariant: a slot its agent did not release stays taken until the
+    # fault's deadline + heal_grace (a dead agent's dead-man heals inside that)
+    for r in rows.values():
+        if not r.get("released"):
+            held = r["exp"] if r["end"] is None else r["end"]
+            assert held >= r["start"] + r["dur"] + policy.heal_grace - 1e-9, r
 
 
 class FakeClock:
@@ -319,7 +341,10 @@ def test_store_reboot_shift_keeps_leases_live_across_a_coordinator_reboot(tmp_pa
     boot[0], clock.now = "b2", 3.0  # rebooted: the boot clock starts again near zero
     refused = store.acquire(policy, "h2", "web", "pause", 30, GroupCounts("web", 2, 2, 2))
     assert isinstance(refused, Refusal) and refused.code == "max_concurrent"
-    clock.now = 3.0 + 10.0  # one full TTL after the reboot: expired
+    clock.now = 3.0 + 10.0  # one full TTL after the reboot: still held (fault may be live)
+    refused = store.acquire(policy, "h2", "web", "pause", 30, GroupCounts("web", 2, 2, 2))
+    assert isinstance(refused, Refusal) and refused.code == "max_concurrent"
+    clock.now = 3.0 + 30.0 + 30.0  # deadline + heal_grace after the reboot: free
     assert isinstance(
         store.acquire(policy, "h2", "web", "pause", 30, GroupCounts("web", 2, 2, 2)), Granted
     )

@@ -223,6 +223,22 @@ class DockerEngine:
         self._call("restart", lambda: self.api.restart(container, timeout=int(timeout)), container)
 
     # network endpoints (used by the `disconnect` fault)
+    def run_sibling(self, name: str, spec: dict[str, Any]) -> str:
+        """Create and start a helper container from a sibling_spec; its id."""
+        api = self.api
+
+        def create_and_start() -> str:
+            created = api.post(api._url("/containers/create"), params={"name": name}, json=spec)
+            api._raise_for_status(created)
+            cid = str(created.json()["Id"])
+            api.start(cid)
+            return cid
+
+        return self._call("run", create_and_start, name)
+
+    def remove(self, container: str) -> None:
+        self._call("rm", lambda: self.api.remove_container(container, force=True), container)
+
     def disconnect(self, container: str, network: str) -> None:
         self._call(
             "network disconnect",
@@ -320,3 +336,40 @@ def own_container_id() -> str:
     except OSError:
         pass
     return ""
+
+
+def sibling_spec(
+    agent: Mapping[str, Any], *, entrypoint: list[str], args: list[str], labels: dict[str, str]
+) -> dict[str, Any]:
+    """Create-container body for a helper that must outlive the agent's container.
+
+    Same image, the agent's volumes (so the state dir and the socket are the same
+    paths), its pid mode and capabilities (nsenter and host-PID heals), its env
+    and user; its own cgroup, so `docker kill`/`rm -f`/OOM of the agent spare it.
+    No network unless the engine is reached over TCP: nothing else is needed, and
+    an attachment would keep `compose down` from removing the project's network.
+    """
+    config = agent.get("Config") or {}
+    host = agent.get("HostConfig") or {}
+    env = [str(e) for e in config.get("Env") or []]
+    over_tcp = any(e.startswith("DOCKER_HOST=tcp") for e in env)
+    network = str(host.get("NetworkMode") or "none")
+    if not over_tcp or network.startswith("container:"):
+        network = "none"
+    return {
+        "Image": agent.get("Image"),
+        "Entrypoint": entrypoint,
+        "Cmd": args,
+        "Env": env,
+        "User": str(config.get("User") or ""),
+        "Labels": labels,
+        "HostConfig": {
+            "VolumesFrom": [str(agent.get("Id"))],
+            "PidMode": str(host.get("PidMode") or ""),
+            "CapAdd": list(host.get("CapAdd") or []),
+            "CapDrop": list(host.get("CapDrop") or []),
+            "SecurityOpt": list(host.get("SecurityOpt") or []),
+            "NetworkMode": network,
+            "AutoRemove": True,
+        },
+    }

@@ -86,6 +86,15 @@ class Refusal:
     reason: str
 
 
+def held_until(policy: Policy, granted_at: float, duration: float) -> float:
+    """The fleet invariant: a slot is never free while the fault that took it may
+    still be in effect. The agent injects right after the grant and heals at
+    granted_at + duration; if it dies, its dead-man heals a few seconds later
+    (agent.watchdog.GRACE); heal_grace covers both. Renewals cannot shorten this;
+    only a release (the agent healed) frees the slot earlier."""
+    return granted_at + duration + policy.heal_grace
+
+
 def live(leases: Iterable[LiveLease], now: float) -> tuple[LiveLease, ...]:
     """A lease is live while now < expires_at."""
     return tuple(lease for lease in leases if now < lease.expires_at)
@@ -153,7 +162,10 @@ def admit(
             f"{len(in_group)} under fault; one more would leave {max(remaining, 0)}, "
             f"min_healthy is {policy.min_healthy}",
         )
-    return Grant(expires_at=now + policy.lease_ttl, ttl=policy.lease_ttl)
+    return Grant(
+        expires_at=max(now + policy.lease_ttl, held_until(policy, now, request.duration)),
+        ttl=policy.lease_ttl,
+    )
 
 
 def check_renew(
@@ -180,4 +192,9 @@ def check_renew(
         return Refusal("window", "the policy's time window has closed: heal now")
     if now > lease.granted_at + lease.duration + policy.lease_ttl:
         return Refusal("overrun", "the fault has outlived its requested duration: heal now")
-    return Grant(expires_at=now + policy.lease_ttl, ttl=policy.lease_ttl)
+    return Grant(
+        expires_at=max(
+            now + policy.lease_ttl, held_until(policy, lease.granted_at, lease.duration)
+        ),
+        ttl=policy.lease_ttl,
+    )

@@ -9,6 +9,7 @@ Every error names the file and the key path. Example (every key, with defaults):
     min_gap = "30s"           # between two grants, fleet-wide
     lease_ttl = "60s"         # a lease not renewed within this is expired
     max_duration = "10m"      # longest fault an agent may ask for
+    heal_grace = "30s"        # a slot stays taken until its fault's deadline + this
     report_max_age = "5m"     # older group reports are not counted as healthy replicas
     faults = []               # allowed fault names; empty: any
     windows = []              # e.g. ["Mon-Fri 09:00-17:00"]; empty: any time
@@ -35,6 +36,8 @@ min_healthy = 1           # healthy replicas per group fleet-wide that must rema
 min_gap = "30s"           # minimum time between two grants, fleet-wide
 lease_ttl = "60s"         # a lease not renewed within this expires
 max_duration = "10m"      # longest fault an agent may ask for
+heal_grace = "30s"        # a slot stays taken until its fault's deadline + this, even
+                          # if its agent dies: time for the agent's dead-man to heal
 report_max_age = "5m"     # older group reports do not count as healthy replicas
 faults = []               # allowed faults, e.g. ["pause", "kill"]; empty: any
 windows = []              # e.g. ["Mon-Fri 09:00-17:00"]; empty: any time
@@ -50,6 +53,7 @@ class Policy:
     min_gap: float = 30.0
     lease_ttl: float = 60.0
     max_duration: float = 600.0
+    heal_grace: float = 30.0
     report_max_age: float = 300.0
     faults: frozenset[str] = frozenset()
     windows: tuple[Window, ...] = ()
@@ -75,6 +79,7 @@ def parse_policy(data: dict[str, Any], *, source: str = "<policy>") -> Policy:
         min_gap=f.duration("min_gap", 30.0),
         lease_ttl=f.duration("lease_ttl", 60.0, minimum=1.0),
         max_duration=f.duration("max_duration", 600.0, minimum=0.1),
+        heal_grace=f.duration("heal_grace", 30.0, minimum=5.0),
         report_max_age=f.duration("report_max_age", 300.0, minimum=1.0),
         faults=frozenset(faults),
         windows=tuple(
@@ -86,6 +91,8 @@ def parse_policy(data: dict[str, Any], *, source: str = "<policy>") -> Policy:
     check_timezone(policy.timezone, f"{source}: fleet.timezone")
     if policy.lease_ttl > 86400:
         raise f.err("lease_ttl", "must be at most 1d")
+    if policy.heal_grace > 3600:
+        raise f.err("heal_grace", "must be at most 1h")
     f.done()
     root.done()
     return policy
