@@ -211,7 +211,7 @@ class Rig:
             kill_switch=tmp_path / "STOP",
             heal_retries=stuck_after,
             stop_timeout=5.0,
-            watchdog=False,
+            deadman="off",
         )
         schedule = ScheduleSection(mean_interval=60.0, min_gap=0.0, first_after=0.0)
         self.config = Config(agent=agent, schedule=schedule)
