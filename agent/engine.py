@@ -708,6 +708,11 @@ class Engine:
         )
 
     def inject_now(self, fault: str, name: str, duration: float, *, force: bool) -> ActiveFault:
+        if self.kill_switch_on():
+            raise NotEligible(
+                f"the kill switch is on ({self.config.agent.kill_switch}): nothing is injected",
+                hint="remove the file to allow faults again",
+            )
         targets = self.discover()
         target = self.find_target(name, targets)
         verdicts = {v.target.id: v for v in self.evaluate(targets)}
