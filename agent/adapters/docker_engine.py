@@ -43,13 +43,17 @@ DOCKER_SOCKET = "/var/run/docker.sock"
 PODMAN_SOCKET = "/run/podman/podman.sock"  # rootful `podman system service`
 
 
+def _usable(path: str) -> bool:
+    return os.path.exists(path) and os.access(path, os.R_OK | os.W_OK)
+
+
 def docker_endpoint(
-    env: Mapping[str, str] | None = None, exists: Callable[[str], bool] = os.path.exists
+    env: Mapping[str, str] | None = None, exists: Callable[[str], bool] = _usable
 ) -> str:
     """The engine to talk to: $DOCKER_HOST, else $CONTAINER_HOST (Podman's variable), else
-    the first socket that exists of Docker's, rootful Podman's, rootless Podman's
-    ($XDG_RUNTIME_DIR/podman/podman.sock). Docker's comes first: a Docker host that also
-    installs Podman keeps faulting the containers it did."""
+    the first socket that exists (and this user may open) of Docker's, rootful Podman's,
+    rootless Podman's ($XDG_RUNTIME_DIR/podman/podman.sock). Docker's comes first: a Docker
+    host that also installs Podman keeps faulting the containers it did."""
     env = os.environ if env is None else env
     for var in ("DOCKER_HOST", "CONTAINER_HOST"):
         if env.get(var):
@@ -79,6 +83,7 @@ class DockerEngine:
         self._timeout = timeout
         self._api: Any = None
         self._kind: str | None = None
+        self._network_modes: dict[str, str] = {}  # Podman: container id -> network mode
 
     # -- connection ----------------------------------------------------------------
     @property
@@ -102,7 +107,8 @@ class DockerEngine:
         reason = str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__
         return DockerUnavailable(
             f"Docker daemon not reachable at {where}: {reason}",
-            hint="start dockerd (scripts/docker-engine.sh), or set DOCKER_HOST, "
+            hint="start dockerd (scripts/docker-engine.sh), or set DOCKER_HOST "
+            "(CONTAINER_HOST for Podman), "
             "or mount /var/run/docker.sock into the agent's container",
         )
 
@@ -154,12 +160,21 @@ class DockerEngine:
     def _fill_network_mode(self, entry: dict[str, Any]) -> None:
         """Podman's list entries carry `HostConfig: None`; the network mode decides whether
         a network fault may touch a container (host, none, container:<id>), so take it from
-        an inspect rather than guess. A container gone meanwhile keeps an empty mode."""
-        try:
-            info = self.inspect(str(entry.get("Id", "")))
-        except TargetGone:
-            return
-        mode = str((info.get("HostConfig") or {}).get("NetworkMode", ""))
+        an inspect rather than guess (its `NetworkSettings.Networks` lists the bridge even
+        for `container:<id>` mode). A network mode is fixed when a container is created, so
+        it is cached by id: one inspect per container, not per list. A container gone
+        meanwhile keeps an empty mode."""
+        cid = str(entry.get("Id", ""))
+        mode = self._network_modes.get(cid)
+        if mode is None:
+            try:
+                info = self.inspect(cid)
+            except TargetGone:
+                return
+            mode = str((info.get("HostConfig") or {}).get("NetworkMode", ""))
+            if len(self._network_modes) > 4096:
+                self._network_modes.clear()
+            self._network_modes[cid] = mode
         entry["HostConfig"] = {"NetworkMode": mode}
 
     def inspect(self, container: str) -> dict[str, Any]:
