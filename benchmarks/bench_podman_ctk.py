@@ -2,7 +2,9 @@
 
 1. Discovery of N opted-in containers: the agent's `targets` path (discover + evaluate)
    against Docker and against rootful Podman (whose list entries lack HostConfig, so the
-   agent inspects each opted-in container once), and one raw list call on each socket.
+   agent inspects each opted-in container once, then caches its network mode): warm (one
+   long-lived adapter, as `run`), cold (a fresh adapter, as one CLI call), and one raw list
+   call on each socket.
 2. One-off `inject pause --detach` then `heal`: the agent's CLI directly vs a Chaos
    Toolkit experiment whose method is the extension's `inject_fault` (same fault).
 
@@ -76,11 +78,19 @@ def discovery(n: int, rounds: int) -> dict[str, Any]:
                 def agent_path() -> None:
                     assert len(engine.evaluate(engine.discover())) == n  # noqa: B023
 
+                def agent_cold() -> None:  # a fresh adapter: what one CLI call pays
+                    adapter = DockerEngine(base_url=url)  # noqa: B023
+                    fresh = build_engine(config, probes=False, docker=adapter)  # noqa: B023
+                    assert len(fresh.evaluate(fresh.discover())) == n  # noqa: B023
+                    adapter.close()
+
                 def raw_list() -> None:
                     found = api.containers(all=True, filters={"label": f"chaos.bench={run_id}"})  # noqa: B023
                     assert len(found) == n
 
-                samples = interleaved({"agent": agent_path, "list": raw_list}, rounds)
+                samples = interleaved(
+                    {"agent": agent_path, "cold": agent_cold, "list": raw_list}, rounds
+                )
                 out[kind] = {name: stats(xs) for name, xs in samples.items()}
         finally:
             _remove(api, ids)
