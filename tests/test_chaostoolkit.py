@@ -273,3 +273,65 @@ def test_interrupted_experiment_leaves_nothing_broken(
     assert done.returncode == 0, done.stderr
     assert ledger_faults(tmp_path / "state") == []
     assert not docker_api.inspect_container(victim)["State"]["Paused"]
+
+
+ACTIVITIES_SCRIPT = """
+import json, sys
+from chaoslib.exceptions import ActivityFailed
+from chaosagent import actions, probes
+group, first = sys.argv[1], sys.argv[2]
+out = {}
+out["eligible"] = sorted(probes.eligible_targets(group=group, fault="pause"))
+out["health_before"] = probes.group_health(group)
+out["inject"] = actions.inject_fault("pause", first, "60s")
+out["active"] = probes.active_faults()
+out["health_during"] = probes.group_health(group)
+out["engage"] = actions.engage_kill_switch()
+out["active_after_switch"] = probes.active_faults()
+try:
+    actions.inject_fault("pause", first, "60s")
+    out["refused"] = ""
+except ActivityFailed as exc:
+    out["refused"] = str(exc)
+out["release"] = actions.release_kill_switch()
+out["on_group"] = actions.inject_fault_on_group("stop", group, "60s")
+out["healed"] = actions.heal_all()
+out["verdict"] = probes.last_verdict()
+print(json.dumps(out))
+"""
+
+
+def test_extension_activities_against_the_agent(
+    docker_api: Any, chaos_cli: Path, replicas: tuple[str, list[str]], tmp_path: Path
+) -> None:
+    """Every action and probe, called as Chaos Toolkit calls them, on real containers."""
+    scope, ids = replicas
+    group = f"{scope}-web"
+    names = sorted(docker_api.inspect_container(c)["Name"].lstrip("/") for c in ids)
+    env = agent_env(tmp_path, scope)
+    proc = subprocess.run(
+        [str(CTK_VENV / "bin" / "python"), "-c", ACTIVITIES_SCRIPT, group, names[0]],
+        env=env, capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["eligible"] == names
+    assert out["health_before"] == {
+        "group": group, "members": 3, "running": 3, "healthy": 3, "faulted": 0
+    }  # fmt: skip
+    assert out["inject"]["active"] and out["inject"]["target_name"] == names[0]
+    assert [f["fault_id"] for f in out["active"]] == [out["inject"]["fault_id"]]
+    assert out["health_during"]["faulted"] == 1 and out["health_during"]["healthy"] == 2
+    # the kill switch heals the detached fault at once and makes inject refuse
+    assert out["engage"]["engaged"] and out["active_after_switch"] == []
+    assert "kill switch" in out["refused"], out["refused"]
+    assert not out["release"]["engaged"]
+    assert not Path(out["release"]["kill_switch"]).exists()
+    assert out["on_group"]["active"] and out["on_group"]["fault"] == "stop"
+    assert out["on_group"]["target_name"] in names
+    assert len(out["healed"]) == 1 and out["on_group"]["target_name"] in out["healed"][0]
+    assert out["verdict"] in ("survived", "unmeasured"), out["verdict"]
+    assert ledger_faults(tmp_path / "state") == []
+    for cid in ids:
+        state = docker_api.inspect_container(cid)["State"]
+        assert state["Running"] and not state["Paused"], state
