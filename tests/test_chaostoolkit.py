@@ -25,10 +25,10 @@ from tests.test_compose_examples import (
     SCOPE_LABEL,
     Stack,
     _wait_healthy,
-    compose_command,
     need_images,
     stack,
 )
+from tests.test_compose_examples import compose as compose  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.docker
 
@@ -134,14 +134,6 @@ def test_chaos_discover_lists_the_activities(chaos_cli: Path, tmp_path: Path) ->
     args = {a["name"]: a.get("type") for a in inject["arguments"]}
     assert args["fault"] == "string" and args["duration"] == "string"
     assert args["force"] == "boolean" and inject["return_type"] == "mapping"
-
-
-@pytest.fixture(scope="module")
-def compose(docker_api: Any) -> list[str]:
-    cmd = compose_command()
-    need(cmd is not None, "a compose tool (docker compose v2 or docker-compose)")
-    assert cmd is not None
-    return cmd
 
 
 def test_web_replicas_experiment_holds_and_rolls_back(
