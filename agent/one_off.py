@@ -36,6 +36,12 @@ def find_target(name: str, targets: Sequence[Target], policy: Policy) -> Target:
 def inject_now(
     engine: Engine, fault: str, name: str, duration: float, *, force: bool
 ) -> ActiveFault:
+    switch = engine.config.agent.kill_switch
+    if switch.exists():  # even --force: the kill switch is the operator's last word
+        raise NotEligible(
+            f"the kill switch is on ({switch}): nothing is injected",
+            hint="remove the file to allow faults again",
+        )
     targets = engine.discover()
     target = find_target(name, targets, engine.policy)
     verdict = {v.target.id: v for v in engine.evaluate(targets)}[target.id]

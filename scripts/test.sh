@@ -41,6 +41,8 @@ if [[ "${CHAOS_SKIP_SETUP:-0}" != 1 ]]; then
   time_start=$(date +%s)
   scripts/build-images.sh all
   say "images ready in $(($(date +%s) - time_start))s"
+  # rootful Podman beside Docker (its own socket; Docker's stays the default)
+  scripts/podman-engine.sh
 fi
 
 VENV="${CHAOS_TEST_VENV:-.venv}"
@@ -50,9 +52,20 @@ if [[ ! -x "$VENV/bin/python" ]]; then
 fi
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[dev]'
 
+# Chaos Toolkit and the chaosagent extension live in their own venv: chaos-agent itself
+# has no Chaos Toolkit dependency. Newest releases that run on Python 3.11.
+CTK_VENV="${CHAOS_CTK_VENV:-.venv-ctk}"
+if ! "$CTK_VENV/bin/python" -c 'import chaosagent, chaostoolkit' >/dev/null 2>&1 ||
+  [[ ! -x "$CTK_VENV/bin/chaos" ]]; then
+  say "creating $CTK_VENV (Chaos Toolkit + integrations/chaostoolkit)"
+  python3 -m venv "$CTK_VENV"
+  "$CTK_VENV/bin/python" -m pip install -q --disable-pip-version-check \
+    'chaostoolkit==1.19.0' 'chaostoolkit-lib==1.44.0' -e integrations/chaostoolkit
+fi
+
 say "ruff"
-"$VENV/bin/ruff" check agent tests benchmarks scripts
-"$VENV/bin/ruff" format --check agent tests benchmarks scripts
+"$VENV/bin/ruff" check agent tests benchmarks scripts integrations
+"$VENV/bin/ruff" format --check agent tests benchmarks scripts integrations
 
 say "mypy (strict on the pure core) and import-linter (layering contracts)"
 "$VENV/bin/mypy"  # settings and module lists in pyproject.toml

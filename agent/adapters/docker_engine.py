@@ -47,8 +47,40 @@ def _import_docker(endpoint: str) -> Any:
     return docker
 
 
-def docker_endpoint() -> str:
-    return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+DOCKER_SOCKET = "/var/run/docker.sock"
+PODMAN_SOCKET = "/run/podman/podman.sock"  # rootful `podman system service`
+
+
+def _usable(path: str) -> bool:
+    return os.path.exists(path) and os.access(path, os.R_OK | os.W_OK)
+
+
+def docker_endpoint(
+    env: Mapping[str, str] | None = None, exists: Callable[[str], bool] = _usable
+) -> str:
+    """The engine to talk to: $DOCKER_HOST, else $CONTAINER_HOST (Podman's variable), else
+    the first socket that exists (and this user may open) of Docker's, rootful Podman's,
+    rootless Podman's ($XDG_RUNTIME_DIR/podman/podman.sock). Docker's comes first: a Docker
+    host that also installs Podman keeps faulting the containers it did."""
+    env = os.environ if env is None else env
+    for var in ("DOCKER_HOST", "CONTAINER_HOST"):
+        if env.get(var):
+            return env[var]
+    candidates = [DOCKER_SOCKET, PODMAN_SOCKET]
+    if env.get("XDG_RUNTIME_DIR"):
+        candidates.append(os.path.join(env["XDG_RUNTIME_DIR"], "podman", "podman.sock"))
+    for path in candidates:
+        if exists(path):
+            return f"unix://{path}"
+    return f"unix://{DOCKER_SOCKET}"
+
+
+def engine_kind_of(version: Mapping[str, Any]) -> str:
+    """ "podman" when GET /version names a Podman component, else "docker"."""
+    for component in version.get("Components") or []:
+        if "podman" in str((component or {}).get("Name", "")).lower():
+            return "podman"
+    return "docker"
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -76,6 +108,8 @@ class DockerEngine:
         self._base_url = base_url
         self._timeout = timeout
         self._api: Any = None
+        self._kind: str | None = None
+        self._network_modes: dict[str, str] = {}  # Podman: container id -> network mode
 
     # -- connection ----------------------------------------------------------------
     @property
@@ -88,7 +122,7 @@ class DockerEngine:
                     self._api = docker.APIClient(base_url=self._base_url, timeout=self._timeout)
                 else:
                     kwargs = docker.utils.kwargs_from_env()
-                    kwargs.setdefault("base_url", "unix:///var/run/docker.sock")
+                    kwargs.setdefault("base_url", docker_endpoint())
                     self._api = docker.APIClient(timeout=self._timeout, **kwargs)
             except docker.errors.DockerException as exc:
                 raise self._unavailable(exc) from None
@@ -99,7 +133,8 @@ class DockerEngine:
         reason = str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__
         return DockerUnavailable(
             f"Docker daemon not reachable at {where}: {reason}",
-            hint="start dockerd (scripts/docker-engine.sh), or set DOCKER_HOST, "
+            hint="start dockerd (scripts/docker-engine.sh), or set DOCKER_HOST "
+            "(CONTAINER_HOST for Podman), "
             "or mount /var/run/docker.sock into the agent's container",
         )
 
@@ -126,6 +161,12 @@ class DockerEngine:
 
     def ping(self) -> None:
         self._call("ping", lambda: self.api.ping())
+
+    def engine_kind(self) -> str:
+        """ "docker" or "podman" (from GET /version's Components; asked once)."""
+        if self._kind is None:
+            self._kind = engine_kind_of(self._call("version", lambda: self.api.version()))
+        return self._kind
 
     def close(self) -> None:
         if self._api is not None:
@@ -174,11 +215,35 @@ class DockerEngine:
         filters = {"label": [label_filter]} if label_filter else None
         if self._local_socket() is not None:
             query = {"all": "1"} | ({"filters": json.dumps(filters)} if filters else {})
-            found = self._get("list", "/containers/json?" + urllib.parse.urlencode(query))
-            if not isinstance(found, list):
+            entries = self._get("list", "/containers/json?" + urllib.parse.urlencode(query))
+            if not isinstance(entries, list):
                 raise FaultFailed("docker list: not a list")
-            return found
-        return self._call("list", lambda: self.api.containers(all=True, filters=filters))
+        else:
+            entries = self._call("list", lambda: self.api.containers(all=True, filters=filters))
+        for entry in entries:
+            if entry.get("HostConfig") is None:
+                self._fill_network_mode(entry)
+        return entries
+
+    def _fill_network_mode(self, entry: dict[str, Any]) -> None:
+        """Podman's list entries carry `HostConfig: None`; the network mode decides whether
+        a network fault may touch a container (host, none, container:<id>), so take it from
+        an inspect rather than guess (its `NetworkSettings.Networks` lists the bridge even
+        for `container:<id>` mode). A network mode is fixed when a container is created, so
+        it is cached by id: one inspect per container, not per list. A container gone
+        meanwhile keeps an empty mode."""
+        cid = str(entry.get("Id", ""))
+        mode = self._network_modes.get(cid)
+        if mode is None:
+            try:
+                info = self.inspect(cid)
+            except TargetGone:
+                return
+            mode = str((info.get("HostConfig") or {}).get("NetworkMode", ""))
+            if len(self._network_modes) > 4096:
+                self._network_modes.clear()
+            self._network_modes[cid] = mode
+        entry["HostConfig"] = {"NetworkMode": mode}
 
     def inspect(self, container: str) -> dict[str, Any]:
         if not _CONTAINER_REF.fullmatch(container):  # no such name or id can exist
@@ -201,6 +266,13 @@ class DockerEngine:
             ) from None
 
     def events(self, since: float | None = None, until: float | None = None) -> Iterator[Any]:
+        """Engine events. Podman answers a history query whose `until` is at or before
+        now with nothing: ask it until a second from now instead. (Podman also names the
+        exit event `died`, not `die`, and has no `stop` event.)"""
+        import time
+
+        if until is not None and self.engine_kind() == "podman":
+            until = max(until, time.time() + 1.0)
         return self._call("events", lambda: self.api.events(since=since, until=until, decode=True))
 
     # -- effects ---------------------------------------------------------------------
@@ -313,29 +385,33 @@ def target_from_list_entry(
 
 
 def own_container_id() -> str:
-    """The agent's own container id when it runs in one ('' on a plain host).
+    """The agent's own container id when it runs in one ('' on a plain host)."""
+    texts = []
+    for path in ("/proc/self/mountinfo", "/proc/self/cgroup"):
+        try:
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                texts.append(fh.read())
+        except OSError:
+            texts.append("")
+    return container_id_from(*texts)
 
-    Docker bind-mounts /etc/hostname etc. from /var/lib/docker/containers/<id>/;
-    mountinfo shows that path, which is harder to fake than a label.
-    """
-    try:
-        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                match = re.search(
-                    r"/containers/([0-9a-f]{64})/(?:hostname|hosts|resolv\.conf)", line
-                )
-                if match:
-                    return match.group(1)
-    except OSError:
-        pass
-    try:
-        with open("/proc/self/cgroup", encoding="utf-8", errors="replace") as fh:
-            match = re.search(r"(?:docker[-/])([0-9a-f]{64})", fh.read())
-            if match:
-                return match.group(1)
-    except OSError:
-        pass
-    return ""
+
+_MOUNTED_BY_ENGINE = re.compile(
+    r"[/-]containers/([0-9a-f]{64})/(?:userdata/)?(?:hostname|hosts|resolv\.conf)"
+)
+_ENGINE_CGROUP = re.compile(r"(?:docker[-/]|libpod-)([0-9a-f]{64})")
+
+
+def container_id_from(mountinfo: str, cgroup: str) -> str:
+    """Docker bind-mounts /etc/hostname etc. from /var/lib/docker/containers/<id>/, Podman
+    from .../overlay-containers/<id>/userdata/; mountinfo shows that path, which is
+    harder to fake than a label. Else the cgroup names it (docker-<id>, libpod-<id>)."""
+    for line in mountinfo.splitlines():
+        match = _MOUNTED_BY_ENGINE.search(line)
+        if match:
+            return match.group(1)
+    match = _ENGINE_CGROUP.search(cgroup)
+    return match.group(1) if match else ""
 
 
 def sibling_spec(
