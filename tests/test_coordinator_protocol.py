@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -277,11 +278,24 @@ def test_authorized_keys_line():
         (PUB, "w", 'x"y'),
         (PUB, "w", "/a\nb"),
         (PUB, "w", "relative.db"),
+        (PUB, "w", "/srv/it's/c.db"),
     ],
 )
 def test_authorize_refuses_bad_input(key, host, db):
     with pytest.raises(UsageError):
         authorized_keys_line(key, host, db=db, policy="/p", python="/py")
+
+
+def test_authorize_never_emits_a_quote_inside_the_forced_command():
+    """Issue 10, item 6: shlex quoting of a `'` produced a `"` that ends command="..."."""
+    for db in ("/srv/a b/c.db", "/srv/x$(id)/c.db", "/srv/é/c.db", "/srv/it's/c.db"):
+        try:
+            text = authorized_keys_line(PUB, "w", db=db, policy="/p", python="/py")
+        except UsageError:
+            continue
+        command = text.split('command="', 1)[1].split('",restrict ', 1)[0]
+        assert '"' not in command and "\\" not in command, text
+        assert shlex.split(command)[6] == db
 
 
 def test_authorize_cli(tmp_path):

@@ -104,9 +104,11 @@ def authorized_keys_line(
     for value in (python, db, policy, *([pythonpath] if pythonpath else [])):
         if not os.path.isabs(value):
             raise UsageError(f"{value!r} must be an absolute path")
-        if re.search(r'["\\\x00-\x1f\x7f]', value):
+        if re.search(r'["\'\\\x00-\x1f\x7f]', value):
             raise UsageError(f"{value!r}: quotes, backslashes and control characters are refused")
     command = shlex.join(argv)
+    if '"' in command or "\\" in command:  # sshd's command="..." cannot carry them
+        raise UsageError(f"{command[:120]!r}: cannot be quoted inside an authorized_keys line")
     return f'command="{command}",restrict {kind} {b64} chaos-agent:{host}'
 
 
