@@ -314,7 +314,7 @@ class Engine:
         try:
             lease = self.leases.acquire(decision, report)
         except CoordinatorUnavailable as exc:
-            self._coordinator_down(exc)
+            self._coordinator_down(exc, say=False)  # the caller says it: one line, not two
             raise
         now = self.clock()
         record = ActiveFault(
@@ -527,10 +527,14 @@ class Engine:
             except CoordinatorUnavailable as exc:
                 self._coordinator_down(exc)
 
-    def _coordinator_down(self, exc: AgentError) -> None:
+    def _coordinator_down(self, exc: AgentError, *, say: bool = True) -> None:
         if self._coordinator_down_since is None:
             self._coordinator_down_since = self.monotonic()
-            self._error(f"coordinator unreachable, no new faults: {exc.one_line()}")
+            message = f"coordinator unreachable, no new faults: {exc.one_line()}"
+            if say:
+                self._error(message)
+            else:
+                self.journal.write("error", message=message)
 
     def _coordinator_up(self) -> None:
         if self._coordinator_down_since is not None:
