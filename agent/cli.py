@@ -17,7 +17,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from agent.errors import EXIT_RUNTIME, AgentError, UsageError
-from agent.textsafe import printable
+from agent.textsafe import echo, printable
 
 app = typer.Typer(
     name="chaos-agent",
@@ -40,13 +40,13 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output")
 
 
 def _fail(exc: AgentError) -> NoReturn:
-    typer.echo(f"chaos-agent: error: {printable(exc.one_line(), 600)}", err=True)
+    echo(f"chaos-agent: error: {printable(exc.one_line(), 600)}", err=True)
     raise typer.Exit(exc.exit_code)
 
 
 def _log(message: str) -> None:
     stamp = time.strftime("%H:%M:%S")
-    typer.echo(f"{stamp} {message}", err=True)
+    echo(f"{stamp} {message}", err=True)
 
 
 def _load(config_path: str | None) -> Any:
@@ -207,22 +207,22 @@ def targets(
                 for v in verdicts
             ],
         }
-        typer.echo(json.dumps(out, indent=2))
+        echo(json.dumps(out, indent=2))
         return
-    typer.echo(engine.describe())
+    echo(engine.describe())
     current = None
     for v in verdicts:
         if v.target.group != current:
             current = v.target.group
             members = [w for w in verdicts if w.target.group == current]
-            typer.echo(f"\ngroup {printable(current)} ({len(members)} member(s))")
+            echo(f"\ngroup {printable(current)} ({len(members)} member(s))")
         health = "" if v.target.health == "none" else f", {v.target.health}"
         mark = "eligible: " + ", ".join(v.faults) if v.eligible else "not eligible: " + v.reason
-        typer.echo(
+        echo(
             f"  {printable(v.target.name):<32} {v.target.state}{health:<12} {printable(mark, 300)}"
         )
     for (kind, fault), reason in sorted(unavailable.items()):
-        typer.echo(f"\n{kind} fault {fault} unavailable on this host: {reason}")
+        echo(f"\n{kind} fault {fault} unavailable on this host: {reason}")
 
 
 def _active_or_empty(engine: Any) -> list[Any]:
@@ -297,16 +297,14 @@ def heal(config_path: ConfigOpt = None) -> None:
     except AgentError as exc:
         _fail(exc)
     for record, outcome in results:
-        typer.echo(
+        echo(
             f"{record.fault} {printable(record.target_name)}: {outcome.how} {printable(outcome.detail)}"
         )
     if engine.active:
-        typer.echo(
-            f"chaos-agent: error: {len(engine.active)} fault(s) could not be healed", err=True
-        )
+        echo(f"chaos-agent: error: {len(engine.active)} fault(s) could not be healed", err=True)
         raise typer.Exit(EXIT_RUNTIME)
     if not results:
-        typer.echo("nothing to heal")
+        echo("nothing to heal")
 
 
 @app.command()
@@ -322,7 +320,7 @@ def status(config_path: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     holder = _lock_holder(config.agent.state_dir)
     now = time.time()
     if as_json:
-        typer.echo(
+        echo(
             json.dumps(
                 {
                     "state_dir": str(config.agent.state_dir),
@@ -341,13 +339,13 @@ def status(config_path: ConfigOpt = None, as_json: JsonOpt = False) -> None:
             )
         )
         return
-    typer.echo(
+    echo(
         f"state {config.agent.state_dir}: "
         f"{'agent running (pid ' + str(holder) + ')' if holder else 'no agent running'}"
         f"{'; KILL SWITCH ON' if config.agent.kill_switch.exists() else ''}"
     )
     if not records:
-        typer.echo("no active faults")
+        echo("no active faults")
     for r in records:
         due = r.deadline - now
         when = f"heals in {due:.0f}s" if due > 0 else f"overdue by {-due:.0f}s"
@@ -356,8 +354,9 @@ def status(config_path: ConfigOpt = None, as_json: JsonOpt = False) -> None:
             if r.heal_attempts >= config.agent.heal_retries
             else ""
         )
-        typer.echo(
-            f"{r.fault_id} {r.fault:<9} {printable(r.target_name):<30} {r.group:<20} {when}{stuck}"
+        echo(
+            f"{r.fault_id} {r.fault:<9} {printable(r.target_name):<30} {printable(r.group):<20} "
+            f"{when}{stuck}"
         )
 
 
@@ -387,7 +386,7 @@ def config_check(config_path: ConfigOpt = None) -> None:
         config = _load(config_path)
     except AgentError as exc:
         _fail(exc)
-    typer.echo(f"{config.source}: ok")
+    echo(f"{config.source}: ok")
 
 
 @config_app.command("show")
@@ -399,7 +398,7 @@ def config_show(config_path: ConfigOpt = None) -> None:
         config = _load(config_path)
     except AgentError as exc:
         _fail(exc)
-    typer.echo(json.dumps(dataclasses.asdict(config), indent=2, default=str))
+    echo(json.dumps(dataclasses.asdict(config), indent=2, default=str))
 
 
 @config_app.command("default")
@@ -407,7 +406,7 @@ def config_default() -> None:
     """Print the embedded default configuration as TOML."""
     from agent.config import DEFAULT_CONFIG_TOML
 
-    typer.echo(DEFAULT_CONFIG_TOML, nl=False)
+    echo(DEFAULT_CONFIG_TOML, nl=False)
 
 
 @app.command()
@@ -435,15 +434,15 @@ def report(
         _fail(exc)
     rep = build_report(events)
     if as_json:
-        typer.echo(json.dumps(report_to_json(rep), indent=2))
+        echo(json.dumps(report_to_json(rep), indent=2))
     else:
-        typer.echo(render_table(rep), nl=False)
+        echo(render_table(rep), nl=False)
     if html:
         try:
             Path(html).write_text(render_html(rep, events), encoding="utf-8")
         except OSError as exc:
             _fail(AgentError(f"cannot write {html}: {exc.strerror}"))
-        typer.echo(f"wrote {html}", err=True)
+        echo(f"wrote {html}", err=True)
 
 
 def _mount_coordinator() -> None:
@@ -465,14 +464,14 @@ def main() -> None:
     try:
         app()
     except AgentError as exc:  # raised outside a command body
-        typer.echo(f"chaos-agent: error: {printable(exc.one_line(), 600)}", err=True)
+        echo(f"chaos-agent: error: {printable(exc.one_line(), 600)}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - never a traceback for users
         if os.environ.get("CHAOS_AGENT_DEBUG"):
             raise
-        typer.echo(
+        echo(
             f"chaos-agent: internal error: {exc.__class__.__name__}: {printable(str(exc), 300)} "
             "(set CHAOS_AGENT_DEBUG=1 for a traceback)",
             err=True,

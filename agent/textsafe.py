@@ -26,3 +26,19 @@ def printable(value: object, limit: int = MAX_SHOWN) -> str:
         else:
             out.append(ch)
     return "".join(out) + ("…" if cut else "")
+
+
+def terminal(text: str) -> str:
+    """Whole output text with every control or format character made visible, except the
+    newline and tab that lay it out. Idempotent, so already-escaped parts pass unchanged."""
+    return "\n".join(
+        "\t".join(printable(part, limit=len(part) + 1) for part in line.split("\t"))
+        for line in text.split("\n")
+    )
+
+
+def echo(text: str, *, err: bool = False, nl: bool = True) -> None:
+    """The one way the CLIs print: every output path goes through `terminal`."""
+    import typer
+
+    typer.echo(terminal(text), err=err, nl=nl)

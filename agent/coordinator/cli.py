@@ -24,6 +24,7 @@ from agent.coordinator import protocol
 from agent.coordinator.policy import EXAMPLE_POLICY_TOML, load_policy
 from agent.coordinator.store import Store
 from agent.errors import AgentError, ConfigError, UsageError
+from agent.textsafe import echo
 
 DEFAULT_DB = "/var/lib/chaos-agent/coordinator.db"
 DEFAULT_POLICY = "/etc/chaos-agent/coordinator.toml"
@@ -58,7 +59,7 @@ def _run(fn: Callable[[], T]) -> T:
     try:
         return fn()
     except AgentError as exc:
-        typer.echo(f"error: {exc.one_line()}", err=True)
+        echo(f"error: {exc.one_line()}", err=True)
         raise typer.Exit(exc.exit_code) from None
 
 
@@ -159,7 +160,7 @@ def authorize(
             pythonpath=os.path.abspath(pythonpath) if pythonpath else "",
         )
 
-    typer.echo(_run(go))
+    echo(_run(go))
 
 
 @app.command()
@@ -172,9 +173,9 @@ def init(db: str = DbOpt, policy: str = PolicyOpt) -> None:
         if not p.exists():
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_text(EXAMPLE_POLICY_TOML, encoding="utf-8")
-            typer.echo(f"wrote {p}")
+            echo(f"wrote {p}")
         load_policy(p)
-        typer.echo(f"database {db} ready; policy {p} valid")
+        echo(f"database {db} ready; policy {p} valid")
 
     _run(go)
 
@@ -185,7 +186,7 @@ def check_policy(policy: str = PolicyOpt) -> None:
 
     def go() -> None:
         pol = load_policy(policy)
-        typer.echo(
+        echo(
             f"{policy}: max_concurrent={pol.max_concurrent} max_per_group={pol.max_per_group} "
             f"min_healthy={pol.min_healthy} min_gap={pol.min_gap:g}s "
             f"lease_ttl={pol.lease_ttl:g}s max_duration={pol.max_duration:g}s "
@@ -245,7 +246,7 @@ def status(
             store.close()
 
     data = _run(go)
-    typer.echo(json.dumps(data, indent=2, sort_keys=True) if as_json else _render(data))
+    echo(json.dumps(data, indent=2, sort_keys=True) if as_json else _render(data))
 
 
 @app.command()
@@ -264,7 +265,7 @@ def halt(
             store.close()
 
     _run(go)
-    typer.echo("halted: agents heal at their next renew; new leases are refused")
+    echo("halted: agents heal at their next renew; new leases are refused")
 
 
 @app.command()
@@ -279,4 +280,4 @@ def resume(db: str = DbOpt) -> None:
             store.close()
 
     _run(go)
-    typer.echo("resumed: leases may be granted again")
+    echo("resumed: leases may be granted again")
