@@ -6,6 +6,7 @@ Scenarios 11-13, 15, 18, 19 of shared/RELIABILITY.md.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import signal
@@ -15,20 +16,27 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import psutil
 import pytest
-from conftest import need
+from conftest import need, wait_for
 from coordinator_sshd import SshdServer, _plan, keygen, sshd_available
 
 from agent.adapters.ssh import HostKeyRefused, SshLine
 from agent.coordinator.client import CoordinatorLeases
 from agent.coordinator.store import Interval
-from agent.errors import CoordinatorUnavailable, LeaseRefused
+from agent.errors import CoordinatorUnavailable, LeaseRefused, NotEligible
 from agent.leases import GroupReport, Lease
 
 pytestmark = pytest.mark.sshd
 
 REPO = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "coordinator_sshd.py"
+LAUNCHER = """
+import subprocess, sys
+p = subprocess.Popen(sys.argv[1:], start_new_session=True,
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print(p.pid)
+"""
 HOSTS = [f"web-{i}" for i in range(1, 11)]
 REPORT = GroupReport("web", 10, 10, 10)
 
@@ -58,7 +66,9 @@ def sshd_factory():
         servers.append(srv)
         return srv.start()
 
+    others: list[psutil.Process] = []
     make.procs = procs  # type: ignore[attr-defined]
+    make.others = others  # type: ignore[attr-defined]
     make.clients = clients  # type: ignore[attr-defined]
     try:
         yield make
@@ -69,6 +79,9 @@ def sshd_factory():
             p.wait(timeout=10)
         for c in clients:
             c.close()
+        for other in others:
+            with contextlib.suppress(psutil.Error):
+                other.kill()
         for srv in servers:
             srv.stop()
 
@@ -522,3 +535,36 @@ def test_stale_fencing_token_and_expired_lease_are_refused(sshd_factory):
     assert newer.token > lease.token
     with pytest.raises(LeaseRefused, match="expired"):
         web1.renew(lease)
+
+
+def test_coordinator_processes_are_never_process_targets(sshd_factory):
+    """Issue 10, item 5 (RELIABILITY scenario 16): a `[[processes]] match = "python"` group
+    on the coordinator host must not offer the session or the sshd serving it."""
+    from agent.adapters import processes
+    from agent.config import ProcessGroup
+
+    srv = sshd_factory()
+    # the "agent" is an unrelated process: the test's own tree (sshd is a child of
+    # pytest) must not be what protects the session
+    launched = subprocess.run(
+        [sys.executable, "-c", LAUNCHER, sys.executable, "-c", "import time; time.sleep(300)"],
+        capture_output=True, text=True, check=True, timeout=30,
+    )  # fmt: skip
+    agent = psutil.Process(int(launched.stdout.strip()))
+    sshd_factory.others.append(agent)
+    client = leases_for(sshd_factory, srv, "web-1")
+    client.status()  # a live session process now serves web-1
+    session = wait_for(
+        lambda: [
+            p
+            for p in psutil.process_iter(["cmdline"])
+            if "agent.coordinator" in (p.info["cmdline"] or []) and p.pid in srv.descendants()
+        ],
+        20,
+    )
+    serving = {session[0].pid, *(p.pid for p in session[0].parents() if p.pid != 1)}
+    groups = (ProcessGroup("py", match="python"), ProcessGroup("ssh", match="sshd"))
+    found = {t.pid for t in processes.discover_processes(groups, self_pid=agent.pid)}
+    assert not serving & found, (serving, found)
+    with pytest.raises(NotEligible, match="coordinator"):
+        processes.pinned(session[0].pid, session[0].create_time(), self_pid=agent.pid)

@@ -3,7 +3,8 @@
 A process is pinned as (pid, create_time): every signal is preceded by a check that
 the PID still belongs to the process that was recorded (PID reuse). A process that
 exited meanwhile is TargetGone, a clean skip. PID 1 and the agent's own process tree
-(itself, its ancestors, its descendants) are never targets.
+(itself, its ancestors, its descendants) are never targets, nor the fleet coordinator's
+processes and the sshd processes serving them.
 """
 
 from __future__ import annotations
@@ -46,6 +47,34 @@ def protected_pids(self_pid: int) -> set[int]:
     return pids
 
 
+def _is_coordinator(cmdline: list[str]) -> bool:
+    """`python -m agent.coordinator ...` or `chaos-agent coordinator ...`."""
+    for i, word in enumerate(cmdline[:-1]):
+        if word == "-m" and cmdline[i + 1].split(".")[:2] == ["agent", "coordinator"]:
+            return True
+    return (
+        len(cmdline) > 1
+        and cmdline[0].rsplit("/", 1)[-1] == "chaos-agent"
+        and cmdline[1] == "coordinator"
+    )
+
+
+def coordinator_pids() -> set[int]:
+    """The fleet coordinator's processes on this host and what serves them (the sshd
+    processes above a session): never targets, like the agent itself."""
+    pids: set[int] = set()
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        if not _is_coordinator(proc.info.get("cmdline") or []):
+            continue
+        pids.add(proc.pid)
+        try:
+            pids.update(parent.pid for parent in proc.parents() if parent.pid != 1)
+            pids.update(child.pid for child in proc.children(recursive=True))
+        except psutil.Error:
+            pass
+    return pids
+
+
 def _env_matches(proc: psutil.Process, env: str) -> bool:
     name, _, value = env.partition("=")
     try:
@@ -65,7 +94,7 @@ def discover_processes(groups: Iterable[ProcessGroup], *, self_pid: int) -> list
     groups = tuple(groups)
     if not groups:
         return []
-    never = protected_pids(self_pid)
+    never = protected_pids(self_pid) | coordinator_pids()
     targets: list[Target] = []
     for proc in psutil.process_iter(["pid", "name", "cmdline", "create_time", "status"]):
         info = proc.info
@@ -100,6 +129,8 @@ def pinned(pid: int, create_time: float, *, self_pid: int | None = None) -> psut
         raise NotEligible(f"PID {pid} is never a target")
     if self_pid is not None and pid in protected_pids(self_pid):
         raise NotEligible(f"PID {pid} is the agent or part of its process tree")
+    if self_pid is not None and pid in coordinator_pids():  # inject only: heal always may
+        raise NotEligible(f"PID {pid} is the fleet coordinator or serves it")
     try:
         proc = psutil.Process(pid)
         now = proc.create_time()
