@@ -22,6 +22,7 @@ import typer
 
 from agent.coordinator import protocol
 from agent.coordinator.policy import EXAMPLE_POLICY_TOML, load_policy
+from agent.coordinator.session import IDLE_TIMEOUT, MAX_SESSIONS_PER_HOST
 from agent.coordinator.store import Store
 from agent.errors import AgentError, ConfigError, UsageError
 from agent.textsafe import echo
@@ -118,6 +119,12 @@ def session(
     host: str = typer.Argument(..., help="The agent's identity (set by the forced command)."),
     db: str = DbOpt,
     policy: str = PolicyOpt,
+    idle_timeout: float = typer.Option(
+        IDLE_TIMEOUT, "--idle-timeout", min=0.1, max=3600, help="End after this long idle (s)."
+    ),
+    max_sessions: int = typer.Option(
+        MAX_SESSIONS_PER_HOST, "--max-sessions", min=1, max=1000, help="Per identity."
+    ),
 ) -> None:
     """Serve one agent's SSH session (run by sshd's forced command, not by hand)."""
     from agent.coordinator.session import serve
@@ -125,7 +132,15 @@ def session(
     def go() -> int:
         if not protocol.valid_host(host):
             raise UsageError(f"invalid host name {host[:80]!r}")
-        return serve(host, Path(db), Path(policy), sys.stdin.buffer, sys.stdout.buffer)
+        return serve(
+            host,
+            Path(db),
+            Path(policy),
+            sys.stdin.buffer,
+            sys.stdout.buffer,
+            idle_timeout=idle_timeout,
+            max_sessions=max_sessions,
+        )
 
     raise typer.Exit(_run(go))
 
