@@ -526,12 +526,14 @@ def test_halt_refuses_acquire_and_renew_until_resume(sshd_factory):
 def test_stale_fencing_token_and_expired_lease_are_refused(sshd_factory):
     srv = sshd_factory(lease_ttl="2s", max_concurrent=2, max_per_group=2, min_healthy=0)
     web1 = leases_for(sshd_factory, srv, "web-1")
+    web2 = leases_for(sshd_factory, srv, "web-2")
+    web1.status(), web2.status()  # connected first: a 2 s ttl must not pay for the handshake
     lease = web1.acquire(_plan("web", 30), REPORT)
     with pytest.raises(LeaseRefused, match="stale_token"):
         web1.renew(Lease(lease.lease_id, lease.token + 1, lease.ttl, 0.0))
     # frozen past its lease: another agent gets a newer token, the old lease is gone
     time.sleep(2.2)
-    newer = leases_for(sshd_factory, srv, "web-2").acquire(_plan("web", 30), REPORT)
+    newer = web2.acquire(_plan("web", 30), REPORT)
     assert newer.token > lease.token
     with pytest.raises(LeaseRefused, match="expired"):
         web1.renew(lease)
