@@ -505,3 +505,31 @@ def test_idle_session_ends_and_one_identity_has_a_session_limit(tmp_path):
             if proc.poll() is None:
                 proc.kill()
             proc.wait(timeout=10)
+
+
+def test_coordinator_status_json_has_the_documented_shape(tmp_path):
+    """docs/json.md shows every key of `coordinator status --json`."""
+    from tests.test_output_escaping import assert_shape, documented
+
+    db = tmp_path / "c.db"
+    store = Store(db)
+    counts = protocol.GroupCounts("web", 3, 3, 3)
+    pol = load_policy_text(tmp_path, policy_text(max_concurrent=2, min_healthy=0, min_gap="0s"))
+    first = store.acquire(pol, "web-a", "web", "pause", 30, counts)
+    store.release("web-a", first.lease_id, first.token)
+    store.acquire(pol, "web-b", "web", "kill", 30, counts)
+    store.close()
+    out = subprocess.run(
+        [sys.executable, "-m", "agent.coordinator", "status", "--json", "--db", str(db)],
+        capture_output=True, text=True, timeout=60, cwd=REPO,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    real = json.loads(out.stdout)
+    assert real["live"] and real["recent"] and real["hosts"]
+    assert_shape(real, documented("coordinator status --json"))
+
+
+def load_policy_text(tmp_path, text: str):
+    path = tmp_path / "policy.toml"
+    path.write_text(text)
+    return load_policy(path)

@@ -168,3 +168,24 @@ def test_every_command_escapes_target_derived_text(
         assert not _controls(result.stdout), (what, result.stdout)
         assert not _controls(result.stderr), (what, result.stderr)
     assert hostile_process.status() != psutil.STATUS_STOPPED
+    # the JSON shapes are the ones docs/json.md shows
+    assert_shape(json.loads(runs["targets --json"].stdout), documented("targets --json"))
+    assert_shape(json.loads(runs["status --json"].stdout), documented("status --json"))
+
+
+def documented(command: str) -> dict:
+    """The JSON example under the heading "## `<command>`" of docs/json.md."""
+    text = (REPO / "docs" / "json.md").read_text()
+    section = text.split(f"## `{command}`\n", 1)[1]
+    return json.loads(section.split("```json\n", 1)[1].split("```", 1)[0])
+
+
+def assert_shape(real: object, doc: object, where: str = "") -> None:
+    """Same keys at every level (lists: their first element)."""
+    if isinstance(doc, dict):
+        assert isinstance(real, dict) and set(real) == set(doc), (where, sorted(real), sorted(doc))
+        for key, value in doc.items():
+            if value not in ({}, None):  # free-form (params, extra) or optional (lease)
+                assert_shape(real[key], value, f"{where}.{key}")
+    elif isinstance(doc, list) and doc and isinstance(real, list) and real:
+        assert_shape(real[0], doc[0], f"{where}[0]")
