@@ -533,3 +533,23 @@ def load_policy_text(tmp_path, text: str):
     path = tmp_path / "policy.toml"
     path.write_text(text)
     return load_policy(path)
+
+
+def test_a_session_answers_at_most_rate_requests_per_second():
+    """Item 2: a burst of 40, then 20 requests per second (fake clock: no timing)."""
+    from agent.coordinator.session import BURST, RATE, RateLimit
+
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    limiter = RateLimit(clock=lambda: now[0], sleep=sleep)
+    for _ in range(int(BURST)):
+        limiter.wait()
+    assert slept == []
+    for _ in range(100):
+        limiter.wait()
+    assert len(slept) == 100 and now[0] == pytest.approx(100 / RATE)

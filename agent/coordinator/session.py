@@ -14,6 +14,7 @@ import fcntl
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -183,17 +184,25 @@ def session_slot(db: Path, host: str, limit: int = MAX_SESSIONS_PER_HOST) -> int
 class RateLimit:
     """A token bucket: `wait()` sleeps as long as needed to stay within `rate`/s."""
 
-    def __init__(self, rate: float = RATE, burst: float = BURST) -> None:
+    def __init__(
+        self,
+        rate: float = RATE,
+        burst: float = BURST,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.rate, self.burst = rate, burst
-        self.tokens, self.at = burst, time.monotonic()
+        self._clock, self._sleep = clock, sleep
+        self.tokens, self.at = burst, clock()
 
     def wait(self) -> None:
-        now = time.monotonic()
+        now = self._clock()
         self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
         self.at = now
         if self.tokens < 1.0:
-            time.sleep((1.0 - self.tokens) / self.rate)
-            self.tokens, self.at = 1.0, time.monotonic()
+            self._sleep((1.0 - self.tokens) / self.rate)
+            self.tokens, self.at = 1.0, self._clock()
         self.tokens -= 1.0
 
 
