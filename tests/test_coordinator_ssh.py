@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import random
 import signal
 import subprocess
@@ -570,3 +571,23 @@ def test_coordinator_processes_are_never_process_targets(sshd_factory):
     assert not serving & found, (serving, found)
     with pytest.raises(NotEligible, match="coordinator"):
         processes.pinned(session[0].pid, session[0].create_time(), self_pid=agent.pid)
+
+
+def test_a_session_that_ended_idle_is_reopened_by_the_next_call(sshd_factory):
+    """Item 5: sessions end when idle; the agent's next call must simply reconnect."""
+    srv = sshd_factory()
+    client = leases_for(sshd_factory, srv, "web-1")
+    assert client.status()["host"] == "web-1"
+
+    def session_pids() -> list[int]:
+        return [
+            p.pid
+            for p in psutil.process_iter(["cmdline"])
+            if "agent.coordinator" in (p.info["cmdline"] or []) and p.pid in srv.descendants()
+        ]
+
+    [pid] = wait_for(session_pids, 20)
+    os.kill(pid, signal.SIGTERM)  # what the idle timeout amounts to: the session process ends
+    wait_for(lambda: not client._transport.connected, 20)
+    assert client.status()["host"] == "web-1"
+    assert session_pids() and pid not in session_pids()
