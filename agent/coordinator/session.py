@@ -22,7 +22,7 @@ from agent.coordinator import protocol
 from agent.coordinator.admission import Refusal
 from agent.coordinator.policy import Policy, Stamp, load_policy_stamped
 from agent.coordinator.protocol import ProtocolError
-from agent.coordinator.store import Store
+from agent.coordinator.store import Store, StoreError
 from agent.errors import AgentError, ConfigError
 
 IDLE_TIMEOUT = 100.0  # seconds without a request before a session ends (agents reconnect)
@@ -169,9 +169,12 @@ def session_slot(db: Path, host: str, limit: int = MAX_SESSIONS_PER_HOST) -> int
     """Hold one of `limit` per-identity slots (flock on a file next to the database, freed
     by the kernel when this process ends); the fd, or None if every slot is taken."""
     slots = db.with_name(db.name + ".sessions")
-    slots.mkdir(mode=0o700, exist_ok=True)
     for i in range(limit):
-        fd = os.open(slots / f"{host}.{i}", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            slots.mkdir(mode=0o700, exist_ok=True)
+            fd = os.open(slots / f"{host}.{i}", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            raise StoreError(f"session slots in {slots}: {exc.strerror}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
