@@ -31,8 +31,13 @@ def printable(value: object, limit: int = MAX_SHOWN) -> str:
 def terminal(text: str) -> str:
     """Whole output text with every control or format character made visible, except the
     newline and tab that lay it out. Idempotent, so already-escaped parts pass unchanged."""
+    if text.isascii() and text.replace("\n", "").replace("\t", "").isprintable():
+        return text  # the common case (tables, JSON) at C speed
     return "\n".join(
-        "\t".join(printable(part, limit=len(part) + 1) for part in line.split("\t"))
+        "\t".join(
+            part if part.isprintable() else printable(part, limit=len(part) + 1)
+            for part in line.split("\t")
+        )
         for line in text.split("\n")
     )
 
