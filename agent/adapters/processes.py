@@ -59,13 +59,10 @@ def _is_coordinator(cmdline: list[str]) -> bool:
     )
 
 
-def coordinator_pids() -> set[int]:
-    """The fleet coordinator's processes on this host and what serves them (the sshd
-    processes above a session): never targets, like the agent itself."""
+def _serving(coordinators: Iterable[psutil.Process]) -> set[int]:
+    """Coordinator processes, the sshd processes above them (not PID 1) and their children."""
     pids: set[int] = set()
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        if not _is_coordinator(proc.info.get("cmdline") or []):
-            continue
+    for proc in coordinators:
         pids.add(proc.pid)
         try:
             pids.update(parent.pid for parent in proc.parents() if parent.pid != 1)
@@ -73,6 +70,15 @@ def coordinator_pids() -> set[int]:
         except psutil.Error:
             pass
     return pids
+
+
+def serves_coordinator(proc: psutil.Process) -> bool:
+    """`proc` is a coordinator process, runs under one, or is above one (its sshd)."""
+    try:
+        family = [proc, *proc.parents(), *proc.children(recursive=True)]
+        return any(_is_coordinator(p.cmdline()) for p in family if p.pid != 1)
+    except psutil.Error:
+        return False
 
 
 def _env_matches(proc: psutil.Process, env: str) -> bool:
@@ -94,11 +100,14 @@ def discover_processes(groups: Iterable[ProcessGroup], *, self_pid: int) -> list
     groups = tuple(groups)
     if not groups:
         return []
-    never = protected_pids(self_pid) | coordinator_pids()
+    never = protected_pids(self_pid)
     targets: list[Target] = []
+    coordinators: list[psutil.Process] = []
     for proc in psutil.process_iter(["pid", "name", "cmdline", "create_time", "status"]):
         info = proc.info
         pid = int(info["pid"])
+        if _is_coordinator(info.get("cmdline") or []):
+            coordinators.append(proc)
         if pid in never or not info.get("cmdline"):
             continue  # kernel threads have no command line
         cmdline = " ".join(info["cmdline"])
@@ -120,6 +129,9 @@ def discover_processes(groups: Iterable[ProcessGroup], *, self_pid: int) -> list
                 )
             )
             break
+    if coordinators:  # never the fleet coordinator, nor the sshd serving it
+        excluded = _serving(coordinators)
+        targets = [t for t in targets if t.pid not in excluded]
     return targets
 
 
@@ -129,8 +141,6 @@ def pinned(pid: int, create_time: float, *, self_pid: int | None = None) -> psut
         raise NotEligible(f"PID {pid} is never a target")
     if self_pid is not None and pid in protected_pids(self_pid):
         raise NotEligible(f"PID {pid} is the agent or part of its process tree")
-    if self_pid is not None and pid in coordinator_pids():  # inject only: heal always may
-        raise NotEligible(f"PID {pid} is the fleet coordinator or serves it")
     try:
         proc = psutil.Process(pid)
         now = proc.create_time()
@@ -143,6 +153,8 @@ def pinned(pid: int, create_time: float, *, self_pid: int | None = None) -> psut
             f"PID {pid} now belongs to another process (created {now:.2f}, "
             f"recorded {create_time:.2f})"
         )
+    if self_pid is not None and serves_coordinator(proc):  # inject only: heal always may
+        raise NotEligible(f"PID {pid} is the fleet coordinator or serves it")
     return proc
 
 
