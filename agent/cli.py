@@ -365,7 +365,7 @@ def _lock_holder(state_dir: Path) -> int | None:
 
     path = state_dir / "agent.lock"
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
         return None
     try:
