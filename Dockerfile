@@ -21,6 +21,8 @@
 # unprivileged user `chaos` (uid 10001) with the socket's group added, e.g. in compose:
 #   user: "10001"
 #   group_add: ["${DOCKER_GID}"]     # stat -c %g /var/run/docker.sock
+# and [agent] state_dir = "/var/lib/chaos-agent/user" (the state directory must be owned by
+# the user the agent runs as, or root: /var/lib/chaos-agent itself is root's).
 ARG BASE_IMAGE=python:3.11-slim
 
 FROM ${BASE_IMAGE} AS build
@@ -51,8 +53,8 @@ RUN set -eu; \
       rm -rf /var/lib/apt/lists/*; \
     fi; \
     useradd --system --uid 10001 --home-dir /var/lib/chaos-agent --shell /usr/sbin/nologin chaos; \
-    mkdir -p /var/lib/chaos-agent /etc/chaos-agent; \
-    chown chaos /var/lib/chaos-agent
+    mkdir -p /var/lib/chaos-agent/user /etc/chaos-agent; \
+    chown chaos /var/lib/chaos-agent/user; chmod 0700 /var/lib/chaos-agent/user
 COPY --from=build /opt/chaos-agent /opt/chaos-agent
 ENV PATH=/opt/chaos-agent/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONUNBUFFERED=1 \

@@ -17,7 +17,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from agent.errors import EXIT_RUNTIME, AgentError, UsageError
-from agent.textsafe import printable
+from agent.textsafe import echo, printable
 
 app = typer.Typer(
     name="chaos-agent",
@@ -40,13 +40,13 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output")
 
 
 def _fail(exc: AgentError) -> NoReturn:
-    typer.echo(f"chaos-agent: error: {printable(exc.one_line(), 600)}", err=True)
+    echo(f"chaos-agent: error: {printable(exc.one_line(), 600)}", err=True)
     raise typer.Exit(exc.exit_code)
 
 
 def _log(message: str) -> None:
     stamp = time.strftime("%H:%M:%S")
-    typer.echo(f"{stamp} {message}", err=True)
+    echo(f"{stamp} {message}", err=True)
 
 
 def _load(config_path: str | None) -> Any:
@@ -175,7 +175,7 @@ def targets(
         text = targets_text(config_path, as_json=as_json, all_=all_)
     except AgentError as exc:
         _fail(exc)
-    typer.echo(text)
+    echo(text)
 
 
 @app.command()
@@ -246,16 +246,14 @@ def heal(config_path: ConfigOpt = None) -> None:
     except AgentError as exc:
         _fail(exc)
     for record, outcome in results:
-        typer.echo(
+        echo(
             f"{record.fault} {printable(record.target_name)}: {outcome.how} {printable(outcome.detail)}"
         )
     if engine.active:
-        typer.echo(
-            f"chaos-agent: error: {len(engine.active)} fault(s) could not be healed", err=True
-        )
+        echo(f"chaos-agent: error: {len(engine.active)} fault(s) could not be healed", err=True)
         raise typer.Exit(EXIT_RUNTIME)
     if not results:
-        typer.echo("nothing to heal")
+        echo("nothing to heal")
 
 
 @app.command()
@@ -267,7 +265,7 @@ def status(config_path: ConfigOpt = None, as_json: JsonOpt = False) -> None:
         text = status_text(config_path, as_json=as_json)
     except AgentError as exc:
         _fail(exc)
-    typer.echo(text)
+    echo(text)
 
 
 @config_app.command("check")
@@ -277,7 +275,7 @@ def config_check(config_path: ConfigOpt = None) -> None:
         config = _load(config_path)
     except AgentError as exc:
         _fail(exc)
-    typer.echo(f"{config.source}: ok")
+    echo(f"{config.source}: ok")
 
 
 @config_app.command("show")
@@ -289,7 +287,7 @@ def config_show(config_path: ConfigOpt = None) -> None:
         config = _load(config_path)
     except AgentError as exc:
         _fail(exc)
-    typer.echo(json.dumps(dataclasses.asdict(config), indent=2, default=str))
+    echo(json.dumps(dataclasses.asdict(config), indent=2, default=str))
 
 
 @config_app.command("default")
@@ -297,7 +295,7 @@ def config_default() -> None:
     """Print the embedded default configuration as TOML."""
     from agent.config import DEFAULT_CONFIG_TOML
 
-    typer.echo(DEFAULT_CONFIG_TOML, nl=False)
+    echo(DEFAULT_CONFIG_TOML, nl=False)
 
 
 @app.command()
@@ -325,15 +323,15 @@ def report(
         _fail(exc)
     rep = build_report(events)
     if as_json:
-        typer.echo(json.dumps(report_to_json(rep), indent=2))
+        echo(json.dumps(report_to_json(rep), indent=2))
     else:
-        typer.echo(render_table(rep), nl=False)
+        echo(render_table(rep), nl=False)
     if html:
         try:
             Path(html).write_text(render_html(rep, events), encoding="utf-8")
         except OSError as exc:
             _fail(AgentError(f"cannot write {html}: {exc.strerror}"))
-        typer.echo(f"wrote {html}", err=True)
+        echo(f"wrote {html}", err=True)
 
 
 def _mount_coordinator() -> None:
@@ -355,14 +353,14 @@ def main() -> None:
     try:
         app()
     except AgentError as exc:  # raised outside a command body
-        typer.echo(f"chaos-agent: error: {printable(exc.one_line(), 600)}", err=True)
+        echo(f"chaos-agent: error: {printable(exc.one_line(), 600)}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - never a traceback for users
         if os.environ.get("CHAOS_AGENT_DEBUG"):
             raise
-        typer.echo(
+        echo(
             f"chaos-agent: internal error: {exc.__class__.__name__}: {printable(str(exc), 300)} "
             "(set CHAOS_AGENT_DEBUG=1 for a traceback)",
             err=True,

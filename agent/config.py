@@ -244,15 +244,17 @@ class TomlTable:
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.err(key, f"expected a whole number, got {_kind(value)}")
         if not minimum <= value <= maximum:
-            raise self.err(key, f"must be between {minimum} and {maximum}, got {value}")
+            raise self.err(key, f"must be between {minimum} and {maximum}, got {value!r:.40}")
         return value
 
     def number(self, key: str, default: float, *, minimum: float, maximum: float) -> float:
         value = self.data.pop(key, default)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.err(key, f"expected a number, got {_kind(value)}")
+        if isinstance(value, int) and not minimum <= value <= maximum:
+            value = math.inf  # compared as an int: a 400-digit one must not overflow float()
         if not (minimum <= float(value) <= maximum) or math.isnan(value):
-            raise self.err(key, f"must be between {minimum:g} and {maximum:g}, got {value}")
+            raise self.err(key, f"must be between {minimum:g} and {maximum:g}, got {value!r:.40}")
         return float(value)
 
     def duration(
@@ -573,12 +575,20 @@ def check_timezone(name: str, where: str) -> None:
         raise ConfigError(f"{where}: unknown time zone {name!r} (e.g. 'Europe/Berlin')") from None
 
 
-def parse_toml_text(text: str, *, source: str) -> Config:
+def decode_toml(text: str, *, source: str) -> dict[str, Any]:
+    """tomllib.loads with every failure as one ConfigError line, hostile input included."""
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: malformed TOML: {exc}") from None
-    return parse_config(data, source=source)
+    except ValueError as exc:  # e.g. an integer longer than Python's 4300-digit limit
+        raise ConfigError(f"{source}: malformed TOML: {str(exc)[:120]}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: malformed TOML: arrays or tables nested too deep") from None
+
+
+def parse_toml_text(text: str, *, source: str) -> Config:
+    return parse_config(decode_toml(text, source=source), source=source)
 
 
 def read_toml_file(path: str | os.PathLike[str], *, what: str, missing_hint: str) -> dict[str, Any]:
@@ -594,10 +604,7 @@ def read_toml_file(path: str | os.PathLike[str], *, what: str, missing_hint: str
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{p}: not valid UTF-8 at byte {exc.start}") from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: malformed TOML: {exc}") from None
+    return decode_toml(text, source=str(p))
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:

@@ -6,6 +6,7 @@ import re
 
 from agent.errors import UsageError
 
+MAX_DURATION = 7 * 86400.0  # the longest duration anything accepts (as the coordinator's)
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 
@@ -15,7 +16,10 @@ def parse_duration(value: object, *, where: str = "duration") -> float:
     if isinstance(value, bool):
         raise UsageError(f"{where}: {value!r} is not a duration (use 30s, 5m, 1h)")
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:
+            seconds = float("inf")
     elif isinstance(value, str):
         text = value.strip().lower()
         if re.fullmatch(r"\d+(?:\.\d+)?", text):
@@ -33,8 +37,15 @@ def parse_duration(value: object, *, where: str = "duration") -> float:
     else:
         raise UsageError(f"{where}: {type(value).__name__} is not a duration (use 30s, 5m, 1h)")
     if seconds != seconds or seconds < 0 or seconds == float("inf"):
-        raise UsageError(f"{where}: must be a finite, non-negative duration, got {value!r}")
+        raise UsageError(f"{where}: must be a finite, non-negative duration, got {_shown(value)}")
+    if seconds > MAX_DURATION:
+        raise UsageError(f"{where}: must be at most 7d, got {_shown(value)}")
     return seconds
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:40] + "..."
 
 
 def format_duration(seconds: float) -> str:

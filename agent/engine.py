@@ -107,7 +107,11 @@ class Engine:
         self.wake = threading.Event()
         self.heals = Heals(registry, wake=self.wake, clock=clock, monotonic=monotonic)
         self.leases = LeaseKeeper(
-            leases, monotonic=monotonic, on_down=self._error, on_up=self._coordinator_up
+            leases,
+            monotonic=monotonic,
+            on_down=self._error,
+            on_up=self._coordinator_up,
+            on_down_quiet=self._journal_error,
         )
         self.records = ActiveFaults(ledger, on_error=self._error)
         self.history: list[PastFault] = []
@@ -531,6 +535,9 @@ class Engine:
             self.log(f"error: heal of {record.fault} {name} is stuck; no new faults until cleared")
 
     # -- the error line ---------------------------------------------------------------------
+    def _journal_error(self, message: str) -> None:
+        self.journal.write("error", message=message)
+
     def _error(self, message: str) -> None:
         if message != self._last_error:
             self.log(f"error: {message}")

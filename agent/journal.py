@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from agent import statedir
+from agent.errors import AgentError
 from agent.model import ActiveFault
 
 
@@ -52,6 +54,7 @@ class Journal:
         self._clock = clock
         self._lock = threading.Lock()
         self.last_error = ""
+        self._checked = False
 
     def write(self, event: str, **fields: Any) -> dict[str, Any]:
         import time
@@ -71,14 +74,20 @@ class Journal:
         line = json.dumps(entry, ensure_ascii=True, default=str, separators=(",", ":")) + "\n"
         try:
             with self._lock:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+                if not self._checked:
+                    statedir.ensure(self.path.parent)  # once: refuse a directory others write
+                    self._checked = True
+                fd = statedir.open_nofollow(
+                    self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640
+                )
                 try:
                     os.write(fd, line.encode("ascii"))
                 finally:
                     os.close(fd)
         except OSError as exc:  # the journal is best effort; the ledger is not
             self.last_error = f"journal {self.path}: {exc.strerror}"
+        except AgentError as exc:
+            self.last_error = exc.one_line()
         return entry
 
 

@@ -38,11 +38,14 @@ class LeaseKeeper:
         monotonic: Callable[[], float],
         on_down: Callable[[str], None] = lambda _m: None,
         on_up: Callable[[], None] = lambda: None,
+        on_down_quiet: Callable[[str], None] | None = None,
     ) -> None:
         self.provider = provider
         self.monotonic = monotonic
         self.on_down = on_down  # told once when the coordinator stops answering
         self.on_up = on_up  # told once when it answers again
+        # told instead of on_down when the caller prints the error itself (one line, not two)
+        self.on_down_quiet = on_down_quiet or on_down
         self.leases: dict[str, Lease] = {}
         self.renewed_at: dict[str, float] = {}
         self.down_since: float | None = None
@@ -56,10 +59,11 @@ class LeaseKeeper:
         return self.down_since is not None
 
     # -- coordinator up/down ---------------------------------------------------------------
-    def _down(self, exc: AgentError) -> None:
+    def _down(self, exc: AgentError, *, say: bool = True) -> None:
         if self.down_since is None:
             self.down_since = self.monotonic()
-            self.on_down(f"coordinator unreachable, no new faults: {exc.one_line()}")
+            message = f"coordinator unreachable, no new faults: {exc.one_line()}"
+            (self.on_down if say else self.on_down_quiet)(message)
 
     def _up(self) -> None:
         if self.down_since is not None:
@@ -89,7 +93,7 @@ class LeaseKeeper:
         try:
             return self.provider.acquire(plan, group_report(plan.target, seen), timeout=bound)
         except CoordinatorUnavailable as exc:
-            self._down(exc)
+            self._down(exc, say=False)  # the caller reports it (once)
             raise
 
     def hold(self, fault_id: str, lease: Lease) -> None:

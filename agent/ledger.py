@@ -12,11 +12,13 @@ import contextlib
 import fcntl
 import json
 import os
+import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from agent import statedir
 from agent.errors import LedgerCorrupt, LedgerError, LockHeld
 from agent.model import ActiveFault
 
@@ -30,8 +32,13 @@ class Ledger:
 
     # -- reading -----------------------------------------------------------------
     def load(self) -> list[ActiveFault]:
+        if not self.state_dir.exists():
+            return []
+        statedir.check(self.state_dir)
         try:
-            raw = self.path.read_bytes()
+            fd = statedir.open_nofollow(self.path, os.O_RDONLY)
+            with os.fdopen(fd, "rb") as fh:
+                raw = fh.read()
         except FileNotFoundError:
             return []
         except OSError as exc:
@@ -60,10 +67,10 @@ class Ledger:
     def save(self, faults: list[ActiveFault]) -> None:
         payload: dict[str, Any] = {"version": VERSION, "faults": [f.to_json() for f in faults]}
         data = json.dumps(payload, indent=1, sort_keys=True, ensure_ascii=True).encode("ascii")
-        tmp = self.path.with_name(f".ledger.json.{os.getpid()}.tmp")
+        statedir.ensure(self.state_dir)
+        tmp = self.path.with_name(f".ledger.json.{os.getpid()}.{secrets.token_hex(8)}.tmp")
         try:
-            self.state_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            fd = statedir.open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
             try:
                 view = memoryview(data)
                 while view:
@@ -127,9 +134,9 @@ class StateLock:
         self.token = os.urandom(8).hex()
 
     def acquire(self) -> None:
+        statedir.ensure(self.path.parent)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            fd = statedir.open_nofollow(self.path, os.O_RDWR | os.O_CREAT)
         except OSError as exc:
             raise LedgerError(f"cannot open lock file {self.path}: {exc.strerror}") from None
         try:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import AgentError
-from agent.textsafe import printable
+from agent.textsafe import echo, printable
 
 # what `chaos-agent --help` prints; tests check it names every command the typer app has
 HELP_COMMANDS = (
@@ -51,7 +51,7 @@ def error_line(exc: AgentError) -> str:
 
 
 def _log(message: str) -> None:
-    sys.stderr.write(f"{time.strftime('%H:%M:%S')} {message}\n")
+    echo(f"{time.strftime('%H:%M:%S')} {message}", err=True)
 
 
 # -- status -------------------------------------------------------------------------------
@@ -202,7 +202,7 @@ def _options(args: Sequence[str], flags: set[str]) -> dict[str, Any] | None:
 def answer(argv: Sequence[str]) -> int | None:
     """Answer argv here and return the exit code, or None to let typer answer it."""
     if list(argv) in (["--help"], ["-h"]):
-        sys.stdout.write(HELP)
+        echo(HELP, nl=False)
         return 0
     if not argv or argv[0] not in ("status", "targets"):
         return None
@@ -216,9 +216,9 @@ def answer(argv: Sequence[str]) -> int | None:
         else:
             text = targets_text(opts["config"], as_json=opts["--json"], all_=opts["--all"])
     except AgentError as exc:
-        sys.stderr.write(error_line(exc) + "\n")
+        echo(error_line(exc), err=True)
         return exc.exit_code
-    sys.stdout.write(text + "\n")
+    echo(text)
     return 0
 
 

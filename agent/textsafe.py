@@ -26,3 +26,27 @@ def printable(value: object, limit: int = MAX_SHOWN) -> str:
         else:
             out.append(ch)
     return "".join(out) + ("…" if cut else "")
+
+
+def terminal(text: str) -> str:
+    """Whole output text with every control or format character made visible, except the
+    newline and tab that lay it out. Idempotent, so already-escaped parts pass unchanged."""
+    if text.isascii() and text.replace("\n", "").replace("\t", "").isprintable():
+        return text  # the common case (tables, JSON) at C speed
+    return "\n".join(
+        "\t".join(
+            part if part.isprintable() else printable(part, limit=len(part) + 1)
+            for part in line.split("\t")
+        )
+        for line in text.split("\n")
+    )
+
+
+def echo(text: str, *, err: bool = False, nl: bool = True) -> None:
+    """The one way the CLIs print: every output path goes through `terminal`.
+    Plain sys streams, not typer: `--help`, `status` and `targets` never import typer."""
+    import sys
+
+    stream = sys.stderr if err else sys.stdout
+    stream.write(terminal(text) + ("\n" if nl else ""))
+    stream.flush()

@@ -57,6 +57,23 @@ def keygen(path: Path, kind: str = "ed25519") -> Path:
     return path
 
 
+def complete_policy(text: str) -> str:
+    """A test's partial [fleet] (only the keys it cares about) as a complete policy file:
+    the coordinator refuses a policy missing any key."""
+    import tomllib
+
+    from agent.coordinator.policy import policy_text
+
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return text
+    fleet = data.get("fleet")
+    if not isinstance(fleet, dict) or set(data) - {"fleet", "reporters"}:
+        return text
+    return policy_text(reporters=data.get("reporters"), **fleet)
+
+
 @dataclass
 class SshdServer:
     hosts: list[str]
@@ -89,7 +106,7 @@ class SshdServer:
 
         os.makedirs("/run/sshd", exist_ok=True)
         self.root.chmod(0o700)
-        self.policy.write_text(self.policy_toml)
+        self.policy.write_text(complete_policy(self.policy_toml))
         from agent.coordinator.store import Store
 
         Store(self.db).close()  # `coordinator init`: sessions never create the database

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.conftest import need
+from tests.conftest import need, run_cli
 from tests.coordinator_sshd import SshdServer, sshd_available
 from tests.test_agent_docker import (
     group_of_three,
@@ -140,3 +140,19 @@ def test_coordinator_gone_means_no_new_faults_but_active_ones_heal_on_time(
     proc.wait(timeout=20)
     assert proc.returncode == 0
     assert ledger(tmp_path) == []
+
+
+def test_unknown_host_key_is_one_error_line(coordinator, containers, docker_api, tmp_path):
+    """Issue 10, item 11: the refusal was printed twice (engine log + command error)."""
+    value = f"fleet-{time.time_ns()}"
+    web = group_of_three(containers, value, "fk")
+    cfg = fleet_config(tmp_path, coordinator, value, "5s")
+    coordinator.known_hosts.write_text("# nothing known\n")
+    name = web[0]["Name"].lstrip("/")
+    result = run_cli("inject", "pause", name, "--config", cfg, timeout=120)
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "host key" in lines[0] and "not in" in lines[0]
+    assert not state(docker_api, web[0]["Id"])["Paused"]
+    assert any(e["event"] == "error" and "host key" in e["message"] for e in journal(tmp_path))

@@ -158,3 +158,40 @@ def test_cli_bad_duration_flag_is_exit_2(tmp_path):
     assert "--for" in result.stderr and "Traceback" not in result.stderr
     result = run_cli("inject", "explode", "web-1", env=env)
     assert result.returncode == 2 and "unknown fault 'explode'" in result.stderr
+
+
+HUGE = "9" * 400
+HOSTILE_CONFIGS = {
+    "duration int overflow": f"[schedule]\nmean_interval = {HUGE}\n",
+    "weight overflow": f"[faults.weights]\nkill = {HUGE}\n",
+    "percent overflow": f"[faults.loss]\npercent = {HUGE}\n",
+    "5001 digits": "[schedule]\nmean_interval = " + "9" * 5001 + "\n",
+    "nested 5000 deep": "a = " + "[" * 5000 + "]" * 5000 + "\n",
+    "duration past 7d": '[schedule]\nduration = "99999999999d"\n',
+    "duration string overflow": f'[schedule]\nmin_gap = "{HUGE}s"\n',
+}
+
+
+@pytest.mark.parametrize("text", HOSTILE_CONFIGS.values(), ids=HOSTILE_CONFIGS.keys())
+def test_hostile_config_is_a_config_error(text):
+    """Issue 10, item 9: overflow, digit limit, recursion and absurd durations."""
+    with pytest.raises(ConfigError) as info:
+        parse_toml_text(text, source="hostile.toml")
+    assert len(info.value.one_line()) < 400
+
+
+def test_durations_are_capped_at_seven_days():
+    assert parse_duration("7d") == 7 * 86400
+    for bad in ("7d1s", "99999999999d", 10**400, 1e300):
+        with pytest.raises(UsageError, match="at most 7d|finite"):
+            parse_duration(bad)
+
+
+def test_cli_hostile_config_is_one_line_exit_2(tmp_path):
+    for i, text in enumerate((HOSTILE_CONFIGS["nested 5000 deep"], HOSTILE_CONFIGS["5001 digits"])):
+        path = tmp_path / f"hostile{i}.toml"
+        path.write_text(text)
+        result = run_cli("config", "check", "--config", str(path))
+        assert result.returncode == 2, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert "internal error" not in result.stderr

@@ -7,6 +7,7 @@ leases live than the policy allows, fleet-wide or per group.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import tempfile
 from pathlib import Path
@@ -94,7 +95,13 @@ def test_min_gap_counts_from_last_grant():
 
 
 def test_min_healthy_sums_fresh_reports_of_every_host_and_subtracts_live_faults():
-    policy = Policy(max_concurrent=5, max_per_group=5, min_healthy=2, min_gap=0)
+    policy = Policy(
+        max_concurrent=5,
+        max_per_group=5,
+        min_healthy=2,
+        min_gap=0,
+        reporters={"web": frozenset({"h1", "h2", "h3"})},
+    )
     reports = (GroupHealth("h2", "web", 2, 2, 2, 0.0), GroupHealth("h3", "web", 1, 1, 1, -1000))
     # h1 reports 1 healthy, h2 2 (fresh), h3 is stale: 3 healthy; one live fault -> 1 left
     st_ = state(lease("a", host="h2", group="web"), reports=reports)
@@ -348,4 +355,85 @@ def test_store_reboot_shift_keeps_leases_live_across_a_coordinator_reboot(tmp_pa
     assert isinstance(
         store.acquire(policy, "h2", "web", "pause", 30, GroupCounts("web", 2, 2, 2)), Granted
     )
+    store.close()
+
+
+# --- issue 10: hostile keys ------------------------------------------------------------
+
+
+def test_another_identity_cannot_lift_min_healthy(tmp_path):
+    """Item 1: web-b (2 healthy, min_healthy 2) is refused; another key reporting
+    `shop/db healthy=100000` must not change that. Declared reporters do count."""
+    clock = FakeClock()
+    store = Store(tmp_path / "c.db", clock=clock, boot_id=lambda: "b")
+    open_policy = Policy(max_concurrent=5, max_per_group=5, min_healthy=2, min_gap=0)
+    mine = GroupCounts("shop/db", 2, 2, 2)
+    got = store.acquire(open_policy, "web-b", "shop/db", "pause", 30, mine)
+    assert isinstance(got, Refusal) and got.code == "min_healthy"
+    store.report("evil", (GroupCounts("shop/db", 100_000, 100_000, 100_000),))
+    got = store.acquire(open_policy, "web-b", "shop/db", "pause", 30, mine)
+    assert isinstance(got, Refusal) and got.code == "min_healthy", got
+    declared = Policy(
+        max_concurrent=5,
+        max_per_group=5,
+        min_healthy=2,
+        min_gap=0,
+        reporters={"shop/db": frozenset({"web-a", "web-b"})},
+    )
+    store.report("web-a", (GroupCounts("shop/db", 2, 2, 2),))
+    assert isinstance(store.acquire(declared, "web-b", "shop/db", "pause", 30, mine), Granted)
+    evil = store.acquire(declared, "evil", "shop/db", "pause", 30, mine)
+    assert isinstance(evil, Refusal) and evil.code == "not_reporter"
+    store.close()
+
+
+def test_report_rows_are_bounded_per_host_and_by_age(tmp_path):
+    """Item 2: a hostile key's reports cannot grow the table without bound."""
+    from agent.coordinator.store import MAX_REPORTED_GROUPS, REPORT_KEEP
+
+    clock = FakeClock()
+    store = Store(tmp_path / "c.db", clock=clock, boot_id=lambda: "b")
+    for batch in range(8):
+        groups = tuple(GroupCounts(f"g{batch}-{i}", 3, 3, 3) for i in range(256))
+        store.report("evil", groups)
+        clock.now += 0.001
+
+    def rows(host: str) -> int:
+        return store._db.execute("SELECT COUNT(*) FROM reports WHERE host = ?", (host,)).fetchone()[
+            0
+        ]
+
+    assert rows("evil") == MAX_REPORTED_GROUPS
+    store.report("web-a", (GroupCounts("web", 2, 2, 2),))
+    clock.now += REPORT_KEEP + 1
+    store.report("web-b", (GroupCounts("web", 2, 2, 2),))
+    assert rows("evil") == 0 and rows("web-a") == 0 and rows("web-b") == 1
+    store.close()
+
+
+def test_renew_meets_a_tightened_policy(tmp_path):
+    """Item 4: a lower max_concurrent, a fault taken out of `faults`, or a lower
+    max_duration reaches granted leases at their next renew."""
+    clock = FakeClock()
+    store = Store(tmp_path / "c.db", clock=clock, boot_id=lambda: "b")
+    loose = Policy(max_concurrent=3, max_per_group=3, min_healthy=0, min_gap=0, lease_ttl=30)
+    counts = GroupCounts("web", 3, 3, 3)
+    first = store.acquire(loose, "h1", "web", "pause", 60, counts)
+    second = store.acquire(loose, "h2", "web", "pause", 60, counts)
+    assert isinstance(first, Granted) and isinstance(second, Granted)
+    assert isinstance(store.renew(loose, "h1", first.lease_id, first.token), Granted)
+    tightened = {
+        "max_concurrent": dataclasses.replace(loose, max_concurrent=0),
+        "max_per_group": dataclasses.replace(loose, max_per_group=1),
+        "fault_not_allowed": dataclasses.replace(loose, faults=frozenset({"kill"})),
+        "too_long": dataclasses.replace(loose, max_duration=30),
+    }
+    for code, policy in tightened.items():
+        got = store.renew(policy, "h2", second.lease_id, second.token)
+        assert isinstance(got, Refusal) and got.code == code, (code, got)
+    # the oldest lease keeps its place under max_concurrent = 1
+    one = dataclasses.replace(loose, max_concurrent=1)
+    assert isinstance(store.renew(one, "h1", first.lease_id, first.token), Granted)
+    got = store.renew(one, "h2", second.lease_id, second.token)
+    assert isinstance(got, Refusal) and got.code == "max_concurrent"
     store.close()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +19,7 @@ from agent.config import CoordinatorSection
 from agent.coordinator import protocol
 from agent.coordinator.cli import authorized_keys_line
 from agent.coordinator.client import CoordinatorLeases
-from agent.coordinator.policy import load_policy
+from agent.coordinator.policy import load_policy, policy_text
 from agent.coordinator.protocol import ProtocolError, parse_request
 from agent.coordinator.session import PolicyCache, Session, read_line
 from agent.coordinator.store import Store
@@ -47,7 +49,7 @@ def line(obj) -> bytes:
 @pytest.fixture
 def session(tmp_path):
     policy = tmp_path / "policy.toml"
-    policy.write_text('[fleet]\nmin_gap = "0s"\nmax_concurrent = 1\n')
+    policy.write_text(policy_text(min_gap="0s", max_concurrent=1))
     store = Store(tmp_path / "c.db")
     yield Session("web-1", store, PolicyCache(policy))
     store.close()
@@ -184,7 +186,7 @@ def test_read_line_handles_oversized_and_partial_lines():
 
 def test_session_process_over_pipes(tmp_path):
     policy = tmp_path / "p.toml"
-    policy.write_text("[fleet]\n")
+    policy.write_text(policy_text())
     session = [sys.executable, "-m", "agent.coordinator", "session", "web-1"]
     session += ["--db", str(tmp_path / "c.db"), "--policy", str(policy)]
     missing = subprocess.run(
@@ -227,26 +229,27 @@ def test_session_refuses_bad_identity(tmp_path, host):
 def test_policy_errors_name_the_key_path(tmp_path):
     p = tmp_path / "p.toml"
     cases = {
-        "[fleet]\nmax_concurrent = -1\n": "fleet.max_concurrent",
-        '[fleet]\nlease_ttl = "soon"\n': "fleet.lease_ttl",
-        '[fleet]\nwindows = ["Mon 25:00-26:00"]\n': "fleet.windows[0]",
-        '[fleet]\nfaults = ["nuke"]\n': "fleet.faults[0]",
-        "[fleet]\nmax_concurent = 1\n": "fleet.max_concurent",
+        policy_text(max_concurrent=-1): "fleet.max_concurrent",
+        policy_text(lease_ttl="soon"): "fleet.lease_ttl",
+        policy_text(windows=["Mon 25:00-26:00"]): "fleet.windows[0]",
+        policy_text(faults=["nuke"]): "fleet.faults[0]",
+        policy_text(max_concurent=1): "fleet.max_concurent",
         "[fleets]\n": "fleets",
-        '[fleet]\ntimezone = "Mars/Base"\n': "fleet.timezone",
+        policy_text(timezone="Mars/Base"): "fleet.timezone",
+        policy_text(reporters={"db": ["a b"]}): "reporters.db",
     }
     for text, path in cases.items():
         p.write_text(text)
         with pytest.raises(ConfigError, match=path.replace("[", r"\[").replace("]", r"\]")):
             load_policy(p)
-    p.write_text('[fleet]\nmax_concurrent = 3\nmin_gap = "1m"\nwindows = ["daily 00:00-24:00"]\n')
+    p.write_text(policy_text(max_concurrent=3, min_gap="1m", windows=["daily 00:00-24:00"]))
     pol = load_policy(p)
     assert pol.max_concurrent == 3 and pol.min_gap == 60 and len(pol.windows) == 1
 
 
 def test_invalid_policy_refuses_acquire_and_renew_but_allows_release(tmp_path):
     policy = tmp_path / "p.toml"
-    policy.write_text("[fleet]\nmax_concurrent = 'x'\n")
+    policy.write_text(policy_text(max_concurrent="x"))
     store = Store(tmp_path / "c.db")
     s = Session("web-1", store, PolicyCache(policy))
     got = reply(s.handle(line(ACQUIRE)))
@@ -279,11 +282,24 @@ def test_authorized_keys_line():
         (PUB, "w", 'x"y'),
         (PUB, "w", "/a\nb"),
         (PUB, "w", "relative.db"),
+        (PUB, "w", "/srv/it's/c.db"),
     ],
 )
 def test_authorize_refuses_bad_input(key, host, db):
     with pytest.raises(UsageError):
         authorized_keys_line(key, host, db=db, policy="/p", python="/py")
+
+
+def test_authorize_never_emits_a_quote_inside_the_forced_command():
+    """Issue 10, item 6: shlex quoting of a `'` produced a `"` that ends command="..."."""
+    for db in ("/srv/a b/c.db", "/srv/x$(id)/c.db", "/srv/é/c.db", "/srv/it's/c.db"):
+        try:
+            text = authorized_keys_line(PUB, "w", db=db, policy="/p", python="/py")
+        except UsageError:
+            continue
+        command = text.split('command="', 1)[1].split('",restrict ', 1)[0]
+        assert '"' not in command and "\\" not in command, text
+        assert shlex.split(command)[6] == db
 
 
 def test_authorize_cli(tmp_path):
@@ -396,3 +412,146 @@ def test_client_release_is_best_effort():
     leases = CoordinatorLeases(SECTION, "web-1", transport=t)
     leases.release(Lease("L-" + "a" * 32, 3, 60.0, 0.0))
     assert t.sent[0]["op"] == "release" and t.sent[0]["token"] == 3
+
+
+# --- issue 10: hostile files, idle sessions ---------------------------------------------
+
+
+def test_a_policy_cut_anywhere_before_its_last_key_is_refused(tmp_path):
+    """Item 3: an empty or truncated file used to be a valid, permissive policy."""
+    full = policy_text(max_concurrent=0, min_gap="0s")
+    p = tmp_path / "p.toml"
+    last_key = full.rindex("\ntimezone") + 1
+    for cut in range(last_key):
+        p.write_text(full[:cut])
+        with pytest.raises(ConfigError):
+            load_policy(p)
+    p.write_text(full)
+    assert load_policy(p).max_concurrent == 0
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    check = subprocess.run(
+        [sys.executable, "-m", "agent.coordinator", "check", "--policy", str(empty)],
+        capture_output=True, text=True, timeout=60, cwd=REPO,
+    )  # fmt: skip
+    assert check.returncode == 2 and "[fleet]" in check.stderr, check.stderr
+
+
+def test_truncated_policy_refuses_acquire(tmp_path):
+    """Item 3: `cat new > policy.toml` truncates a `max_concurrent = 0` policy first."""
+    policy = tmp_path / "p.toml"
+    policy.write_text(policy_text(max_concurrent=0, min_gap="0s"))
+    store = Store(tmp_path / "c.db")
+    s = Session("web-1", store, PolicyCache(policy))
+    assert reply(s.handle(line(ACQUIRE)))["error"] == "max_concurrent"
+    policy.write_text("")  # what the shell's `>` does before writing the new text
+    got = reply(s.handle(line({**ACQUIRE, "fault": "kill"})))
+    assert got["ok"] is False and got["error"] == "policy", got
+    store.close()
+
+
+def test_a_policy_changing_while_read_is_not_adopted(tmp_path, monkeypatch):
+    """Item 3: never adopt a file that changed between the start and the end of a read."""
+    from agent.coordinator import policy as policy_mod
+
+    p = tmp_path / "p.toml"
+    p.write_text(policy_text(max_concurrent=2))
+    cache = PolicyCache(p)
+    real_fstat = os.fstat
+    calls = {"n": 0}
+
+    def growing_fstat(fd):
+        calls["n"] += 1
+        st = real_fstat(fd)
+        if calls["n"] == 2:  # the second look: the writer appended meanwhile
+            p.write_text(policy_text(max_concurrent=2) + "# more\n")
+            st = real_fstat(fd)
+        return st
+
+    monkeypatch.setattr(policy_mod.os, "fstat", growing_fstat)
+    assert cache.get() is None and "changed while being read" in cache.error
+    monkeypatch.setattr(policy_mod.os, "fstat", real_fstat)
+    assert cache.get() is not None and cache.get().max_concurrent == 2
+
+
+def test_idle_session_ends_and_one_identity_has_a_session_limit(tmp_path):
+    """Item 5: an idle session ends by itself; one identity holds at most N sessions."""
+    policy = tmp_path / "p.toml"
+    policy.write_text(policy_text())
+    Store(tmp_path / "c.db").close()
+    base = [sys.executable, "-m", "agent.coordinator", "session", "web-1"]
+    base += ["--db", str(tmp_path / "c.db"), "--policy", str(policy)]
+    procs = []
+    try:
+        for _ in range(2):
+            procs.append(
+                subprocess.Popen(
+                    [*base, "--idle-timeout", "2", "--max-sessions", "1"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    cwd=REPO,
+                )  # fmt: skip
+            )
+            if len(procs) == 1:  # the first one answers before the second starts
+                procs[0].stdin.write(b'{"v":1,"id":1,"op":"status"}\n')
+                procs[0].stdin.flush()
+                assert json.loads(procs[0].stdout.readline())["ok"] is True
+        second_out, second_err = procs[1].communicate(timeout=60)
+        assert procs[1].returncode == 1, second_err
+        assert "already has 1 sessions" in json.loads(second_out)["reason"]
+        # the first, idle with its stdin still open, ends by itself
+        assert procs[0].wait(timeout=60) == 0
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=10)
+
+
+def test_coordinator_status_json_has_the_documented_shape(tmp_path):
+    """docs/json.md shows every key of `coordinator status --json`."""
+    from tests.test_output_escaping import assert_shape, documented
+
+    db = tmp_path / "c.db"
+    store = Store(db)
+    counts = protocol.GroupCounts("web", 3, 3, 3)
+    pol = load_policy_text(tmp_path, policy_text(max_concurrent=2, min_healthy=0, min_gap="0s"))
+    first = store.acquire(pol, "web-a", "web", "pause", 30, counts)
+    store.release("web-a", first.lease_id, first.token)
+    store.acquire(pol, "web-b", "web", "kill", 30, counts)
+    store.close()
+    out = subprocess.run(
+        [sys.executable, "-m", "agent.coordinator", "status", "--json", "--db", str(db)],
+        capture_output=True, text=True, timeout=60, cwd=REPO,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    real = json.loads(out.stdout)
+    assert real["live"] and real["recent"] and real["hosts"]
+    assert_shape(real, documented("coordinator status --json"))
+
+
+def load_policy_text(tmp_path, text: str):
+    path = tmp_path / "policy.toml"
+    path.write_text(text)
+    return load_policy(path)
+
+
+def test_a_session_answers_at_most_rate_requests_per_second():
+    """Item 2: a burst of 40, then 20 requests per second (fake clock: no timing)."""
+    from agent.coordinator.session import BURST, RATE, RateLimit
+
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    limiter = RateLimit(clock=lambda: now[0], sleep=sleep)
+    for _ in range(int(BURST)):
+        limiter.wait()
+    assert slept == []
+    for _ in range(100):
+        limiter.wait()
+    assert len(slept) == 100 and now[0] == pytest.approx(100 / RATE)

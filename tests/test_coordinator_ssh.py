@@ -6,7 +6,9 @@ Scenarios 11-13, 15, 18, 19 of shared/RELIABILITY.md.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import random
 import signal
 import subprocess
@@ -15,20 +17,27 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import psutil
 import pytest
-from conftest import need
+from conftest import need, wait_for
 from coordinator_sshd import SshdServer, _plan, keygen, sshd_available
 
 from agent.adapters.ssh import HostKeyRefused, SshLine
 from agent.coordinator.client import CoordinatorLeases
 from agent.coordinator.store import Interval
-from agent.errors import CoordinatorUnavailable, LeaseRefused
+from agent.errors import CoordinatorUnavailable, LeaseRefused, NotEligible
 from agent.leases import GroupReport, Lease
 
 pytestmark = pytest.mark.sshd
 
 REPO = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "coordinator_sshd.py"
+LAUNCHER = """
+import subprocess, sys
+p = subprocess.Popen(sys.argv[1:], start_new_session=True,
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print(p.pid)
+"""
 HOSTS = [f"web-{i}" for i in range(1, 11)]
 REPORT = GroupReport("web", 10, 10, 10)
 
@@ -58,7 +67,9 @@ def sshd_factory():
         servers.append(srv)
         return srv.start()
 
+    others: list[psutil.Process] = []
     make.procs = procs  # type: ignore[attr-defined]
+    make.others = others  # type: ignore[attr-defined]
     make.clients = clients  # type: ignore[attr-defined]
     try:
         yield make
@@ -69,6 +80,9 @@ def sshd_factory():
             p.wait(timeout=10)
         for c in clients:
             c.close()
+        for other in others:
+            with contextlib.suppress(psutil.Error):
+                other.kill()
         for srv in servers:
             srv.stop()
 
@@ -539,13 +553,68 @@ def test_stale_fencing_token_and_expired_lease_are_refused(sshd_factory):
         lease_ttl="2s", heal_grace="5s", max_concurrent=2, max_per_group=2, min_healthy=0
     )
     web1 = leases_for(sshd_factory, srv, "web-1")
+    web2 = leases_for(sshd_factory, srv, "web-2")
+    web1.status(), web2.status()  # connected first: a 2 s ttl must not pay for the handshake
     lease = web1.acquire(_plan("web", 0.5), REPORT)
     with pytest.raises(LeaseRefused, match="stale_token"):
         web1.renew(Lease(lease.lease_id, lease.token + 1, lease.ttl, 0.0))
     # frozen past its lease (deadline 0.5 s + heal_grace 5 s): another agent gets a
     # newer token, the old lease is gone
     time.sleep(5.8)
-    newer = leases_for(sshd_factory, srv, "web-2").acquire(_plan("web", 30), REPORT)
+    newer = web2.acquire(_plan("web", 30), REPORT)
     assert newer.token > lease.token
     with pytest.raises(LeaseRefused, match="expired"):
         web1.renew(lease)
+
+
+def test_coordinator_processes_are_never_process_targets(sshd_factory):
+    """Issue 10, item 5 (RELIABILITY scenario 16): a `[[processes]] match = "python"` group
+    on the coordinator host must not offer the session or the sshd serving it."""
+    from agent.adapters import processes
+    from agent.config import ProcessGroup
+
+    srv = sshd_factory()
+    # the "agent" is an unrelated process: the test's own tree (sshd is a child of
+    # pytest) must not be what protects the session
+    launched = subprocess.run(
+        [sys.executable, "-c", LAUNCHER, sys.executable, "-c", "import time; time.sleep(300)"],
+        capture_output=True, text=True, check=True, timeout=30,
+    )  # fmt: skip
+    agent = psutil.Process(int(launched.stdout.strip()))
+    sshd_factory.others.append(agent)
+    client = leases_for(sshd_factory, srv, "web-1")
+    client.status()  # a live session process now serves web-1
+    session = wait_for(
+        lambda: [
+            p
+            for p in psutil.process_iter(["cmdline"])
+            if "agent.coordinator" in (p.info["cmdline"] or []) and p.pid in srv.descendants()
+        ],
+        20,
+    )
+    serving = {session[0].pid, *(p.pid for p in session[0].parents() if p.pid != 1)}
+    groups = (ProcessGroup("py", match="python"), ProcessGroup("ssh", match="sshd"))
+    found = {t.pid for t in processes.discover_processes(groups, self_pid=agent.pid)}
+    assert not serving & found, (serving, found)
+    with pytest.raises(NotEligible, match="coordinator"):
+        processes.pinned(session[0].pid, session[0].create_time(), self_pid=agent.pid)
+
+
+def test_a_session_that_ended_idle_is_reopened_by_the_next_call(sshd_factory):
+    """Item 5: sessions end when idle; the agent's next call must simply reconnect."""
+    srv = sshd_factory()
+    client = leases_for(sshd_factory, srv, "web-1")
+    assert client.status()["host"] == "web-1"
+
+    def session_pids() -> list[int]:
+        return [
+            p.pid
+            for p in psutil.process_iter(["cmdline"])
+            if "agent.coordinator" in (p.info["cmdline"] or []) and p.pid in srv.descendants()
+        ]
+
+    [pid] = wait_for(session_pids, 20)
+    os.kill(pid, signal.SIGTERM)  # what the idle timeout amounts to: the session process ends
+    wait_for(lambda: not client._transport.connected, 20)
+    assert client.status()["host"] == "web-1"
+    assert session_pids() and pid not in session_pids()

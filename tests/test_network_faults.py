@@ -354,6 +354,26 @@ def test_heal_from_record_alone_after_crash_half_apply_and_duplicates(
     assert snapshot(pid) == before
 
 
+def test_heal_ignores_foreign_rules_it_cannot_parse(
+    engine: DockerEngine, config: Any, pair: tuple[dict, dict], net: str
+) -> None:
+    """A user rule with an unbalanced quote in the target's namespace (issue 10, item 7)
+    used to make every heal attempt raise; the heal must remove ours and keep theirs."""
+    a, _b = pair
+    pid = a["State"]["Pid"]
+    ns_exec(pid, "iptables", "-A", "INPUT", "-i", "wg'0", "-j", "ACCEPT")
+    ns_exec(pid, "iptables", "-A", "OUTPUT", "-m", "comment", "--comment", 'a"b', "-j", "ACCEPT")
+    before = snapshot(pid)
+    assert "wg'0" in before
+    fault = network.Partition(engine, config)
+    record = inject(fault, record_for(fault, a, {"mode": "isolate"}))
+    assert our_tags(pid), "the partition installed nothing"
+    outcome = fault.heal(record)
+    assert outcome.healed, outcome
+    assert our_tags(pid) == ""
+    assert snapshot(pid) == before
+
+
 def test_sweep_removes_orphans_only(
     engine: DockerEngine, config: Any, pair: tuple[dict, dict], net: str
 ) -> None:

@@ -262,18 +262,28 @@ def tagged_ids(ns: NetnsHandle, family: str) -> set[str]:
     return found
 
 
-def _references(line: str, fault_id: str) -> bool:
+def _our_rule(line: str, fault_id: str) -> list[str] | None:
+    """The words of an `-A` line that references our chains or carries our tag, else None.
+
+    Only lines naming one of our chains or our tag are parsed at all: a foreign rule
+    (any quoting, any bytes) is skipped, never an error, so it cannot stop a heal.
+    """
     chains = chain_names(fault_id)
+    tag = COMMENT_PREFIX + fault_id
+    if not line.startswith("-A ") or not any(name in line for name in (*chains, tag)):
+        return None
     try:
         words = shlex.split(line)
     except ValueError:
-        return False
-    if COMMENT_PREFIX + fault_id in words:
-        return True
+        return None
+    if len(words) < 2 or words[1] in chains:
+        return None  # a rule inside our own chain goes with the chain
+    if tag in words:
+        return words
     for i, word in enumerate(words[:-1]):
         if word in ("-j", "-g", "--jump", "--goto") and words[i + 1] in chains:
-            return True
-    return False
+            return words
+    return None
 
 
 def remove(ns: NetnsHandle, family: str, fault_id: str, *, max_rounds: int = 200) -> list[str]:
@@ -290,10 +300,8 @@ def remove(ns: NetnsHandle, family: str, fault_id: str, *, max_rounds: int = 200
         if result.returncode != 0:
             return removed  # no such family in this namespace: nothing of ours
         for line in result.stdout.splitlines():
-            if not line.startswith("-A "):
-                continue
-            words = shlex.split(line)
-            if words[1] in ours or not _references(line, fault_id):
+            words = _our_rule(line, fault_id)
+            if words is None:
                 continue
             ns.ipt(family, "-D", *words[1:])
             removed.append(f"{family} rule: {line}")

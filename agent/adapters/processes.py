@@ -3,7 +3,8 @@
 A process is pinned as (pid, create_time): every signal is preceded by a check that
 the PID still belongs to the process that was recorded (PID reuse). A process that
 exited meanwhile is TargetGone, a clean skip. PID 1 and the agent's own process tree
-(itself, its ancestors, its descendants) are never targets.
+(itself, its ancestors, its descendants) are never targets, nor the fleet coordinator's
+processes and the sshd processes serving them.
 """
 
 from __future__ import annotations
@@ -46,6 +47,40 @@ def protected_pids(self_pid: int) -> set[int]:
     return pids
 
 
+def _is_coordinator(cmdline: list[str]) -> bool:
+    """`python -m agent.coordinator ...` or `chaos-agent coordinator ...`."""
+    for i, word in enumerate(cmdline[:-1]):
+        if word == "-m" and cmdline[i + 1].split(".")[:2] == ["agent", "coordinator"]:
+            return True
+    return (
+        len(cmdline) > 1
+        and cmdline[0].rsplit("/", 1)[-1] == "chaos-agent"
+        and cmdline[1] == "coordinator"
+    )
+
+
+def _serving(coordinators: Iterable[psutil.Process]) -> set[int]:
+    """Coordinator processes, the sshd processes above them (not PID 1) and their children."""
+    pids: set[int] = set()
+    for proc in coordinators:
+        pids.add(proc.pid)
+        try:
+            pids.update(parent.pid for parent in proc.parents() if parent.pid != 1)
+            pids.update(child.pid for child in proc.children(recursive=True))
+        except psutil.Error:
+            pass
+    return pids
+
+
+def serves_coordinator(proc: psutil.Process) -> bool:
+    """`proc` is a coordinator process, runs under one, or is above one (its sshd)."""
+    try:
+        family = [proc, *proc.parents(), *proc.children(recursive=True)]
+        return any(_is_coordinator(p.cmdline()) for p in family if p.pid != 1)
+    except psutil.Error:
+        return False
+
+
 def _env_matches(proc: psutil.Process, env: str) -> bool:
     name, _, value = env.partition("=")
     try:
@@ -67,9 +102,12 @@ def discover_processes(groups: Iterable[ProcessGroup], *, self_pid: int) -> list
         return []
     never = protected_pids(self_pid)
     targets: list[Target] = []
+    coordinators: list[psutil.Process] = []
     for proc in psutil.process_iter(["pid", "name", "cmdline", "create_time", "status"]):
         info = proc.info
         pid = int(info["pid"])
+        if _is_coordinator(info.get("cmdline") or []):
+            coordinators.append(proc)
         if pid in never or not info.get("cmdline"):
             continue  # kernel threads have no command line
         cmdline = " ".join(info["cmdline"])
@@ -91,6 +129,9 @@ def discover_processes(groups: Iterable[ProcessGroup], *, self_pid: int) -> list
                 )
             )
             break
+    if coordinators:  # never the fleet coordinator, nor the sshd serving it
+        excluded = _serving(coordinators)
+        targets = [t for t in targets if t.pid not in excluded]
     return targets
 
 
@@ -112,6 +153,8 @@ def pinned(pid: int, create_time: float, *, self_pid: int | None = None) -> psut
             f"PID {pid} now belongs to another process (created {now:.2f}, "
             f"recorded {create_time:.2f})"
         )
+    if self_pid is not None and serves_coordinator(proc):  # inject only: heal always may
+        raise NotEligible(f"PID {pid} is the fleet coordinator or serves it")
     return proc
 
 

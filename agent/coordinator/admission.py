@@ -5,7 +5,9 @@ calls these functions, and writes what they decide. `now` is the coordinator's
 monotonic clock (seconds); `wall` is only used for time windows.
 
 Fleet-wide healthy replicas of a group are the sum of each host's latest fresh
-report (the requester's own report replaces its stored one). Every live lease in
+report (the requester's own report replaces its stored one), counting only the hosts
+the policy's `[reporters]` lists for that group; an unlisted group counts only the
+requester's own report, so one agent key cannot vouch for replicas it does not run. Every live lease in
 the group is subtracted again, even if its host already reported the faulted
 replica as unhealthy: counting it twice errs on the safe side.
 """
@@ -33,6 +35,7 @@ RefusalCode = Literal[
     "unknown_lease",
     "not_owner",
     "overrun",
+    "not_reporter",
 ]
 
 
@@ -45,6 +48,7 @@ class LiveLease:
     granted_at: float
     expires_at: float
     duration: float
+    fault: str = ""
 
 
 @dataclass(frozen=True)
@@ -118,7 +122,8 @@ def fleet_healthy(policy: Policy, state: FleetState, request: AcquireRequest, no
     for report in state.reports:
         if report.group != request.group or now - report.at > policy.report_max_age:
             continue
-        latest[report.host] = report
+        if policy.counts_report(report.host, request.group, request.host):
+            latest[report.host] = report
     latest[request.host] = request.report
     return sum(r.healthy for r in latest.values())
 
@@ -137,6 +142,12 @@ def admit(
         )
     if not in_windows(policy, wall):
         return Refusal("window", "outside the policy's time windows")
+    if not policy.counts_report(request.host, request.group, request.host):
+        return Refusal(
+            "not_reporter",
+            f"host {request.host!r} is not among the policy's reporters for group "
+            f"{request.group!r}",
+        )
     active = live(state.leases, now)
     if len(active) >= policy.max_concurrent:
         return Refusal(
@@ -192,9 +203,32 @@ def check_renew(
         return Refusal("window", "the policy's time window has closed: heal now")
     if now > lease.granted_at + lease.duration + policy.lease_ttl:
         return Refusal("overrun", "the fault has outlived its requested duration: heal now")
-    return Grant(
+    return _still_allowed(policy, state, lease, now) or Grant(
         expires_at=max(
             now + policy.lease_ttl, held_until(policy, lease.granted_at, lease.duration)
         ),
         ttl=policy.lease_ttl,
     )
+
+
+def _still_allowed(
+    policy: Policy, state: FleetState, lease: LiveLease, now: float
+) -> Refusal | None:
+    """A renew meets the policy as it is now: a fault no longer allowed, a duration over
+    a lowered max_duration, or a lease beyond a lowered max_concurrent / max_per_group
+    (the oldest leases, by fencing token, keep their places) is refused: heal now.
+    min_healthy, min_gap and the report rules are checked at grant time only."""
+    if policy.faults and lease.fault and lease.fault not in policy.faults:
+        return Refusal("fault_not_allowed", f"fault {lease.fault!r} is no longer allowed: heal now")
+    if lease.duration > policy.max_duration:
+        return Refusal(
+            "too_long",
+            f"duration {lease.duration:g}s now exceeds max_duration {policy.max_duration:g}s: "
+            "heal now",
+        )
+    older = [other for other in live(state.leases, now) if other.token < lease.token]
+    if len(older) >= policy.max_concurrent:
+        return Refusal("max_concurrent", f"max_concurrent is now {policy.max_concurrent}: heal now")
+    if sum(1 for other in older if other.group == lease.group) >= policy.max_per_group:
+        return Refusal("max_per_group", f"max_per_group is now {policy.max_per_group}: heal now")
+    return None

@@ -22,8 +22,10 @@ import typer
 
 from agent.coordinator import protocol
 from agent.coordinator.policy import EXAMPLE_POLICY_TOML, load_policy
+from agent.coordinator.session import IDLE_TIMEOUT, MAX_SESSIONS_PER_HOST
 from agent.coordinator.store import Store
 from agent.errors import AgentError, ConfigError, UsageError
+from agent.textsafe import echo
 
 DEFAULT_DB = "/var/lib/chaos-agent/coordinator.db"
 DEFAULT_POLICY = "/etc/chaos-agent/coordinator.toml"
@@ -58,7 +60,7 @@ def _run(fn: Callable[[], T]) -> T:
     try:
         return fn()
     except AgentError as exc:
-        typer.echo(f"error: {exc.one_line()}", err=True)
+        echo(f"error: {exc.one_line()}", err=True)
         raise typer.Exit(exc.exit_code) from None
 
 
@@ -104,9 +106,11 @@ def authorized_keys_line(
     for value in (python, db, policy, *([pythonpath] if pythonpath else [])):
         if not os.path.isabs(value):
             raise UsageError(f"{value!r} must be an absolute path")
-        if re.search(r'["\\\x00-\x1f\x7f]', value):
+        if re.search(r'["\'\\\x00-\x1f\x7f]', value):
             raise UsageError(f"{value!r}: quotes, backslashes and control characters are refused")
     command = shlex.join(argv)
+    if '"' in command or "\\" in command:  # sshd's command="..." cannot carry them
+        raise UsageError(f"{command[:120]!r}: cannot be quoted inside an authorized_keys line")
     return f'command="{command}",restrict {kind} {b64} chaos-agent:{host}'
 
 
@@ -115,6 +119,12 @@ def session(
     host: str = typer.Argument(..., help="The agent's identity (set by the forced command)."),
     db: str = DbOpt,
     policy: str = PolicyOpt,
+    idle_timeout: float = typer.Option(
+        IDLE_TIMEOUT, "--idle-timeout", min=0.1, max=3600, help="End after this long idle (s)."
+    ),
+    max_sessions: int = typer.Option(
+        MAX_SESSIONS_PER_HOST, "--max-sessions", min=1, max=1000, help="Per identity."
+    ),
 ) -> None:
     """Serve one agent's SSH session (run by sshd's forced command, not by hand)."""
     from agent.coordinator.session import serve
@@ -122,7 +132,15 @@ def session(
     def go() -> int:
         if not protocol.valid_host(host):
             raise UsageError(f"invalid host name {host[:80]!r}")
-        return serve(host, Path(db), Path(policy), sys.stdin.buffer, sys.stdout.buffer)
+        return serve(
+            host,
+            Path(db),
+            Path(policy),
+            sys.stdin.buffer,
+            sys.stdout.buffer,
+            idle_timeout=idle_timeout,
+            max_sessions=max_sessions,
+        )
 
     raise typer.Exit(_run(go))
 
@@ -157,7 +175,7 @@ def authorize(
             pythonpath=os.path.abspath(pythonpath) if pythonpath else "",
         )
 
-    typer.echo(_run(go))
+    echo(_run(go))
 
 
 @app.command()
@@ -170,9 +188,9 @@ def init(db: str = DbOpt, policy: str = PolicyOpt) -> None:
         if not p.exists():
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_text(EXAMPLE_POLICY_TOML, encoding="utf-8")
-            typer.echo(f"wrote {p}")
+            echo(f"wrote {p}")
         load_policy(p)
-        typer.echo(f"database {db} ready; policy {p} valid")
+        echo(f"database {db} ready; policy {p} valid")
 
     _run(go)
 
@@ -183,7 +201,7 @@ def check_policy(policy: str = PolicyOpt) -> None:
 
     def go() -> None:
         pol = load_policy(policy)
-        typer.echo(
+        echo(
             f"{policy}: max_concurrent={pol.max_concurrent} max_per_group={pol.max_per_group} "
             f"min_healthy={pol.min_healthy} min_gap={pol.min_gap:g}s "
             f"lease_ttl={pol.lease_ttl:g}s max_duration={pol.max_duration:g}s "
@@ -243,7 +261,7 @@ def status(
             store.close()
 
     data = _run(go)
-    typer.echo(json.dumps(data, indent=2, sort_keys=True) if as_json else _render(data))
+    echo(json.dumps(data, indent=2, sort_keys=True) if as_json else _render(data))
 
 
 @app.command()
@@ -262,7 +280,7 @@ def halt(
             store.close()
 
     _run(go)
-    typer.echo("halted: agents heal at their next renew; new leases are refused")
+    echo("halted: agents heal at their next renew; new leases are refused")
 
 
 @app.command()
@@ -277,4 +295,4 @@ def resume(db: str = DbOpt) -> None:
             store.close()
 
     _run(go)
-    typer.echo("resumed: leases may be granted again")
+    echo("resumed: leases may be granted again")

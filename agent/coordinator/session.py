@@ -10,39 +10,51 @@ malformed, oversized or non-UTF-8 line gets an error reply and changes nothing.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import signal
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
 from agent.coordinator import protocol
 from agent.coordinator.admission import Refusal
-from agent.coordinator.policy import Policy, load_policy
+from agent.coordinator.policy import Policy, Stamp, load_policy_stamped
 from agent.coordinator.protocol import ProtocolError
-from agent.coordinator.store import Store
+from agent.coordinator.store import Store, StoreError
 from agent.errors import AgentError, ConfigError
+
+IDLE_TIMEOUT = 100.0  # seconds without a request before a session ends (agents reconnect)
+MAX_SESSIONS_PER_HOST = 4  # concurrent sessions one agent identity may hold
+RATE = 20.0  # requests per second one session may send (a burst of BURST first)
+BURST = 40.0
 
 
 class PolicyCache:
-    """Loads the policy file, and again whenever it changes on disk."""
+    """Loads the policy file, and again whenever it changes on disk.
+
+    A file that changed while being read is never adopted (the request is refused as
+    with a broken policy, and the next one reads it again)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._stamp: tuple[int, int, int] | None = None
+        self._stamp: Stamp | None = None
         self.policy: Policy | None = None
         self.error = ""
 
     def get(self) -> Policy | None:
         try:
             st = os.stat(self.path)
-            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+            stamp: Stamp | None = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         except OSError:
-            stamp = (0, 0, 0)
-        if stamp != self._stamp:
-            self._stamp = stamp
+            stamp = None
+        if stamp is None or stamp != self._stamp:
             try:
-                self.policy, self.error = load_policy(self.path), ""
+                self.policy, self._stamp = load_policy_stamped(self.path)
+                self.error = ""
             except ConfigError as exc:
-                self.policy, self.error = None, exc.one_line()
+                self.policy, self.error, self._stamp = None, exc.one_line(), None
         return self.policy
 
 
@@ -145,15 +157,102 @@ def read_line(stream: BinaryIO, limit: int) -> tuple[bytes | None, bool]:
     return line, False
 
 
-def serve(host: str, db: Path, policy: Path, stdin: BinaryIO, stdout: BinaryIO) -> int:
-    """Serve requests until EOF. Returns the process exit code."""
+class _Idle(Exception):
+    pass
+
+
+def _on_alarm(_signum: int, _frame: object) -> None:
+    raise _Idle
+
+
+def session_slot(db: Path, host: str, limit: int = MAX_SESSIONS_PER_HOST) -> int | None:
+    """Hold one of `limit` per-identity slots (flock on a file next to the database, freed
+    by the kernel when this process ends); the fd, or None if every slot is taken."""
+    slots = db.with_name(db.name + ".sessions")
+    for i in range(limit):
+        try:
+            slots.mkdir(mode=0o700, exist_ok=True)
+            fd = os.open(slots / f"{host}.{i}", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            raise StoreError(f"session slots in {slots}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        return fd
+    return None
+
+
+class RateLimit:
+    """A token bucket: `wait()` sleeps as long as needed to stay within `rate`/s."""
+
+    def __init__(
+        self,
+        rate: float = RATE,
+        burst: float = BURST,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.rate, self.burst = rate, burst
+        self._clock, self._sleep = clock, sleep
+        self.tokens, self.at = burst, clock()
+
+    def wait(self) -> None:
+        now = self._clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens < 1.0:
+            self._sleep((1.0 - self.tokens) / self.rate)
+            self.tokens, self.at = 1.0, self._clock()
+        self.tokens -= 1.0
+
+
+def serve(
+    host: str,
+    db: Path,
+    policy: Path,
+    stdin: BinaryIO,
+    stdout: BinaryIO,
+    *,
+    idle_timeout: float | None = None,
+    max_sessions: int | None = None,
+) -> int:
+    """Serve requests until EOF, or until `idle_timeout` s pass without a request (needs
+    the main thread: SIGALRM). With `max_sessions`, at most that many sessions of this
+    host run at once; one more gets an error reply and ends. Returns the exit code."""
     store = Store(db, create=False)  # a wrong path must not start a fresh fencing counter
+    slot = None
+    previous = None
     try:
+        if max_sessions is not None:
+            slot = session_slot(db, host, max_sessions)
+            if slot is None:
+                stdout.write(
+                    protocol.error_reply(
+                        None, "unavailable", f"host {host} already has {max_sessions} sessions"
+                    )
+                )
+                stdout.flush()
+                return 1
+        if idle_timeout is not None:
+            previous = signal.signal(signal.SIGALRM, _on_alarm)
         session = Session(host, store, PolicyCache(policy))
+        limiter = RateLimit()
         while True:
-            line, too_long = read_line(stdin, protocol.MAX_LINE)
+            try:
+                if idle_timeout is not None:
+                    signal.setitimer(signal.ITIMER_REAL, idle_timeout)
+                line, too_long = read_line(stdin, protocol.MAX_LINE)
+            except _Idle:
+                return 0
+            finally:
+                if idle_timeout is not None:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
             if line is None:
                 return 0
+            limiter.wait()
             if too_long:
                 reply = protocol.error_reply(
                     None, "bad_request", f"line longer than {protocol.MAX_LINE} bytes"
@@ -165,6 +264,13 @@ def serve(host: str, db: Path, policy: Path, stdin: BinaryIO, stdout: BinaryIO) 
                 stdout.flush()
             except (BrokenPipeError, ConnectionResetError):
                 return 0
+    except _Idle:  # the alarm landed just outside the read: still idle, end quietly
+        return 0
     finally:
+        if previous is not None:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        if slot is not None:
+            os.close(slot)
         with contextlib.suppress(Exception):
             store.close()

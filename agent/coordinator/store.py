@@ -77,8 +77,16 @@ CREATE TABLE IF NOT EXISTS reports (
     at_wall REAL NOT NULL,
     PRIMARY KEY (host, grp)
 );
+CREATE INDEX IF NOT EXISTS reports_by_group ON reports (grp, at);
+CREATE INDEX IF NOT EXISTS reports_by_host ON reports (host, at);
+CREATE INDEX IF NOT EXISTS reports_by_age ON reports (at);
 INSERT OR IGNORE INTO fencing (id, last_token) VALUES (1, 0);
 """
+
+# Report rows one host keeps (its most recent groups): a hostile key cannot grow the
+# table past this, and a decision reads only one group's fresh rows.
+MAX_REPORTED_GROUPS = 256
+REPORT_KEEP = 86400.0  # reports older than this are deleted (they no longer count anyway)
 
 
 class StoreError(AgentError):
@@ -226,18 +234,23 @@ class Store:
             (wall, now, now),
         )
 
-    def _state(self, now: float) -> FleetState:
+    def _state(self, now: float, group: str | None = None, max_age: float = 0.0) -> FleetState:
+        """Live leases, and the fresh reports of `group` only (none without a group)."""
         rows = self._db.execute(
-            "SELECT lease_id, host, grp, token, granted_at, expires_at, duration "
+            "SELECT lease_id, host, grp, token, granted_at, expires_at, duration, fault "
             "FROM leases WHERE ended_at IS NULL"
         ).fetchall()
         leases = tuple(LiveLease(*row) for row in rows)
-        reports = tuple(
-            GroupHealth(*row)
-            for row in self._db.execute(
-                "SELECT host, grp, members, running, healthy, at FROM reports"
-            ).fetchall()
-        )
+        reports: tuple[GroupHealth, ...] = ()
+        if group is not None:
+            reports = tuple(
+                GroupHealth(*row)
+                for row in self._db.execute(
+                    "SELECT host, grp, members, running, healthy, at FROM reports "
+                    "WHERE grp = ? AND at >= ?",
+                    (group, now - max_age),
+                ).fetchall()
+            )
         last_grant = self._meta("last_grant_at")
         return FleetState(
             halted=self._meta("halted") == "1",
@@ -266,6 +279,13 @@ class Store:
             "healthy = excluded.healthy, at = excluded.at, at_wall = excluded.at_wall",
             [(host, g.group, g.members, g.running, g.healthy, now, wall) for g in groups],
         )
+        # bounded: a host keeps its most recent groups only, and nobody keeps old rows
+        self._db.execute(
+            "DELETE FROM reports WHERE host = ?1 AND rowid NOT IN (SELECT rowid FROM reports "
+            "WHERE host = ?1 ORDER BY at DESC LIMIT ?2)",
+            (host, MAX_REPORTED_GROUPS),
+        )
+        self._db.execute("DELETE FROM reports WHERE at < ?", (now - REPORT_KEEP,))
 
     def _guard(self, fn: Callable[[], Any]) -> Any:
         try:
@@ -286,7 +306,7 @@ class Store:
         def run() -> Granted | Refusal:
             with self._tx() as now:
                 self._touch(host, "acquire")
-                state = self._state(now)
+                state = self._state(now, group, policy.report_max_age)
                 request = AcquireRequest(
                     host,
                     group,
@@ -323,7 +343,7 @@ class Store:
 
     def _open_lease(self, lease_id: str) -> LiveLease | None:
         row = self._db.execute(
-            "SELECT lease_id, host, grp, token, granted_at, expires_at, duration "
+            "SELECT lease_id, host, grp, token, granted_at, expires_at, duration, fault "
             "FROM leases WHERE lease_id = ? AND ended_at IS NULL",
             (lease_id,),
         ).fetchone()
