@@ -484,7 +484,8 @@ def test_coordinator_killed_mid_run_fails_closed_within_timeout(sshd_factory):
 def test_coordinator_frozen_with_sigstop_never_blocks_forever(sshd_factory):
     srv = sshd_factory()
     leases = leases_for(sshd_factory, srv, "web-1", request_timeout=1.0, connect_timeout=1.0)
-    lease = leases.acquire(_plan("web", 30), REPORT)
+    # the first reply starts the session process: on a busy machine it can take over 1 s
+    lease = leases.acquire(_plan("web", 30), REPORT, timeout=30.0)
     srv.signal_all(signal.SIGSTOP)
     try:
         t0 = time.monotonic()
