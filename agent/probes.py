@@ -6,6 +6,12 @@ live in agent/availability.py. Every result is journaled as a `probe` event:
     {"event": "probe", "probe": "site", "kind": "http", "endpoint": "http://...",
      "ok": false, "latency_ms": 1001.2, "status": null, "detail": "no answer within 1s"}
 
+With `samples = N` a probe runs N checks per interval, spread evenly (one every
+interval/N), each slot on its own thread so a check waiting out its timeout
+does not delay the next: a balancer spreading requests over replicas is
+sampled the way users hit it. A probe that declares `groups` journals them, and
+the report judges only those groups' faults against it.
+
 A check never takes much longer than its timeout: a timer shuts the socket down
 at the deadline, so a server that trickles bytes cannot hold a probe thread.
 (Name resolution is the exception: use an address or an /etc/hosts name.)
@@ -196,11 +202,16 @@ class ProbeRunner:
             return
         self._stop.clear()
         for probe in self.probes:
-            thread = threading.Thread(
-                target=self._loop, args=(probe,), name=f"probe-{probe.name}", daemon=True
-            )
-            self._threads.append(thread)
-            thread.start()
+            for slot in range(probe.samples):
+                offset = probe.interval * slot / probe.samples
+                thread = threading.Thread(
+                    target=self._loop,
+                    args=(probe, offset),
+                    name=f"probe-{probe.name}-{slot}",
+                    daemon=True,
+                )
+                self._threads.append(thread)
+                thread.start()
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop every thread; waits at most `timeout` (default: the longest probe timeout + 1s)."""
@@ -213,17 +224,26 @@ class ProbeRunner:
             thread.join(max(0.0, until - time.monotonic()))
         self._threads = [t for t in self._threads if t.is_alive()]
 
-    def _loop(self, probe: Probe) -> None:
+    def _loop(self, probe: Probe, offset: float = 0.0) -> None:
+        """Check every `interval`, starting `offset` seconds in (the slot's phase)."""
+        if offset and self._stop.wait(offset):
+            return
+        due = time.monotonic()
         while not self._stop.is_set():
-            began = time.monotonic()
             result = self._check(probe)
             if self._stop.is_set():
                 break
             self.record(probe, result)
-            self._stop.wait(max(0.0, probe.interval - (time.monotonic() - began)))
+            # keep the slot's phase; after a long check, skip the missed turns
+            now = time.monotonic()
+            due += probe.interval
+            if due < now:
+                due += probe.interval * ((now - due) // probe.interval + 1)
+            self._stop.wait(due - now)
 
     def record(self, probe: Probe, result: ProbeResult) -> None:
         """Journal one result and remember it (public for the engine's tests)."""
+        extra: dict[str, Any] = {"groups": list(probe.groups)} if probe.groups else {}
         entry = self.journal.write(
             "probe",
             probe=probe.name,
@@ -233,8 +253,10 @@ class ProbeRunner:
             latency_ms=result.latency_ms,
             status=result.status,
             detail=result.detail,
+            **extra,
         )
-        t = float(entry["t"])
+        # the journal's `t` is when the check ended; the sample is placed at its start
+        t = float(entry["t"]) - max(0.0, result.latency_ms) / 1000.0
         with self._lock:
             self._samples.setdefault(probe.name, deque(maxlen=KEEP_SAMPLES)).append((t, result.ok))
             self._streak[probe.name] = 0 if result.ok else self._streak.get(probe.name, 0) + 1
