@@ -6,10 +6,12 @@ live in agent/availability.py. Every result is journaled as a `probe` event:
     {"event": "probe", "probe": "site", "kind": "http", "endpoint": "http://...",
      "ok": false, "latency_ms": 1001.2, "status": null, "detail": "no answer within 1s"}
 
-With `samples = N` a probe runs N checks per interval, spread evenly (one every
-interval/N), each slot on its own thread so a check waiting out its timeout
-does not delay the next: a balancer spreading requests over replicas is
-sampled the way users hit it. A probe that declares `groups` journals them, and
+With `samples = N` (N > 1) a probe starts N checks per interval on a fixed
+schedule (one every interval/N), each on a short-lived thread, whether or not
+the earlier ones have answered: a check waiting out its timeout neither delays
+nor drops the next (a sequential prober would sample a slow, failing backend
+less often than a healthy one). A balancer spreading requests over replicas is
+sampled the way independent users hit it. A probe that declares `groups` journals them, and
 the report judges only those groups' faults against it.
 
 A check never takes much longer than its timeout: a timer shuts the socket down
@@ -21,6 +23,7 @@ The engine never waits on a probe: it reads `snapshot()` and `halt_reason()`.
 from __future__ import annotations
 
 import http.client
+import math
 import socket
 import ssl
 import threading
@@ -191,6 +194,7 @@ class ProbeRunner:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        self._workers: list[threading.Thread] = []  # checks in flight (samples > 1)
         self._samples: dict[str, deque[availability.Sample]] = {
             p.name: deque(maxlen=KEEP_SAMPLES) for p in probes
         }
@@ -202,16 +206,12 @@ class ProbeRunner:
             return
         self._stop.clear()
         for probe in self.probes:
-            for slot in range(probe.samples):
-                offset = probe.interval * slot / probe.samples
-                thread = threading.Thread(
-                    target=self._loop,
-                    args=(probe, offset),
-                    name=f"probe-{probe.name}-{slot}",
-                    daemon=True,
-                )
-                self._threads.append(thread)
-                thread.start()
+            loop = self._loop if probe.samples <= 1 else self._schedule
+            thread = threading.Thread(
+                target=loop, args=(probe,), name=f"probe-{probe.name}", daemon=True
+            )
+            self._threads.append(thread)
+            thread.start()
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop every thread; waits at most `timeout` (default: the longest probe timeout + 1s)."""
@@ -222,24 +222,45 @@ class ProbeRunner:
         until = time.monotonic() + budget
         for thread in self._threads:
             thread.join(max(0.0, until - time.monotonic()))
+        with self._lock:
+            workers = list(self._workers)
+        for thread in workers:
+            thread.join(max(0.0, until - time.monotonic()))
         self._threads = [t for t in self._threads if t.is_alive()]
 
-    def _loop(self, probe: Probe, offset: float = 0.0) -> None:
-        """Check every `interval`, starting `offset` seconds in (the slot's phase)."""
-        if offset and self._stop.wait(offset):
-            return
-        due = time.monotonic()
+    def _loop(self, probe: Probe) -> None:
         while not self._stop.is_set():
+            began = time.monotonic()
             result = self._check(probe)
             if self._stop.is_set():
                 break
             self.record(probe, result)
-            # keep the slot's phase; after a long check, skip the missed turns
+            self._stop.wait(max(0.0, probe.interval - (time.monotonic() - began)))
+
+    def _schedule(self, probe: Probe) -> None:
+        """Start a check every interval/samples on its own thread (open loop)."""
+        spacing = probe.interval / probe.samples
+        limit = math.ceil(probe.timeout / spacing) + 1  # checks that can be in flight
+        due = time.monotonic()
+        while not self._stop.is_set():
+            with self._lock:
+                self._workers = [w for w in self._workers if w.is_alive()]
+                busy = sum(1 for w in self._workers if w.name == f"probe-{probe.name}-check")
+                if busy < limit:
+                    worker = threading.Thread(
+                        target=self._one, args=(probe,), name=f"probe-{probe.name}-check"
+                    )
+                    worker.daemon = True
+                    self._workers.append(worker)
+                    worker.start()
             now = time.monotonic()
-            due += probe.interval
-            if due < now:
-                due += probe.interval * ((now - due) // probe.interval + 1)
+            due = max(due + spacing, now)
             self._stop.wait(due - now)
+
+    def _one(self, probe: Probe) -> None:
+        result = self._check(probe)
+        if not self._stop.is_set():
+            self.record(probe, result)
 
     def record(self, probe: Probe, result: ProbeResult) -> None:
         """Journal one result and remember it (public for the engine's tests)."""
