@@ -18,6 +18,7 @@ from agent.model import CONTAINER_FAULTS, NETWORK_FAULTS
 from agent.report import DEGRADED, DRY_RUN, OUTAGE, SURVIVED, FaultReport, GroupVerdict
 
 HURT = (DEGRADED, OUTAGE)
+TOTAL_LOSS = 0.2  # at or below this availability during a fault, nothing else served
 LATE_RECOVERY_S = 3.0  # still failing this long after the heal: nothing routed around it
 DOWN_MEMBER_FAULTS = tuple(k for k in CONTAINER_FAULTS if k != "pause")  # kill, stop, restart
 
@@ -77,15 +78,43 @@ def _frozen_backend(g: _GroupFaults) -> Hint | None:
     )
 
 
+def _during(f: FaultReport) -> float | None:
+    """The lowest availability a failing probe saw during the fault."""
+    values = [w.during.value for w in f.probes if w.failed and w.during.value is not None]
+    return min(values) if values else None
+
+
 def _nothing_else_serves(g: _GroupFaults) -> Hint | None:
     tried = sorted({f.fault for f in g.faults if f.verdict in (*HURT, SURVIVED)})
     if len(tried) < 2 or g.kinds(HURT) != tried:
         return None
+    if any((_during(f) or 0.0) > TOTAL_LOSS for f in g.hurt()):
+        return None  # some requests still got through: see _partial_loss
     return Hint(
         "no-redundancy",
         f"fails under every fault kind tried ({', '.join(tried)}): nothing else can serve "
         "this group while one member is out - add a replica behind a balancer with health checks",
         _ids(g.hurt()),
+    )
+
+
+def _partial_loss(g: _GroupFaults) -> Hint | None:
+    """A member out loses a share of the requests, not all: it still gets its turn."""
+    seen = [
+        f
+        for f in g.hurt()
+        if f.fault in DOWN_MEMBER_FAULTS and TOTAL_LOSS < (_during(f) or 0.0) < 1.0
+    ]
+    if not seen:
+        return None
+    lost = 1.0 - sum(_during(f) or 0.0 for f in seen) / len(seen)
+    kinds = sorted({f.fault for f in seen})
+    return Hint(
+        "partial-loss",
+        f"loses about {lost:.0%} of the requests while a member is out ({', '.join(kinds)}): "
+        "the balancer keeps giving the missing member its share - add active health checks "
+        "and retry failed connections on another server",
+        _ids(seen),
     )
 
 
@@ -161,6 +190,7 @@ HINTS: tuple[Callable[[_GroupFaults], Hint | None], ...] = (
     _frozen_backend,
     _slow_member,
     _nothing_else_serves,
+    _partial_loss,
     _slow_detection,
     _late_recovery,
     _never_recovered,
