@@ -114,6 +114,7 @@ class ProbeSummary:
     first_t: float
     last_t: float
     groups: tuple[str, ...] = ()  # the groups it speaks for; () = every group
+    resolution_s: float | None = None  # median spacing of its checks: shorter outages can hide
 
 
 @dataclass(frozen=True)
@@ -470,6 +471,7 @@ def build_report(events: Iterable[object]) -> Report:
             first_t=series.times[0],
             last_t=series.times[-1],
             groups=probe_groups.get(name, ()),
+            resolution_s=_median_spacing(series.times),
         )
         for name, series in series_by_name.items()
     )
@@ -565,6 +567,15 @@ def _fault_reports(
             )
         )
     return tuple(reports)
+
+
+def _median_spacing(times: Sequence[float]) -> float | None:
+    """The median gap between consecutive checks (from at most ~20k evenly picked gaps)."""
+    if len(times) < 2:
+        return None
+    step = max(1, (len(times) - 1) // 20_000)
+    gaps = sorted(times[i + 1] - times[i] for i in range(0, len(times) - 1, step))
+    return gaps[len(gaps) // 2]
 
 
 def _longest_down(samples: Sequence[Sample]) -> float:
@@ -690,11 +701,14 @@ def render_table(report: Report) -> str:
                 printable(p.name, 40),
                 f"{p.overall.percent()} ({p.overall.ok}/{p.overall.total})",
                 format_duration(p.longest_down_s) if p.longest_down_s else "-",
-                printable(p.endpoint, 80),
+                format_duration(p.resolution_s) if p.resolution_s else "-",
+                printable(p.endpoint, 80)
+                + (f" (groups: {printable(', '.join(p.groups), 80)})" if p.groups else ""),
             ]
             for p in report.probes
         ]
-        out += _table(["PROBE", "AVAILABILITY", "LONGEST DOWN", "ENDPOINT"], rows)
+        out += _table(["PROBE", "AVAILABILITY", "LONGEST DOWN", "EVERY", "ENDPOINT"], rows)
+        out.append("  EVERY: median time between checks; a shorter outage can go unseen")
     else:
         out.append("  none journaled: add [[probes]] to the config to measure availability")
 
@@ -847,6 +861,7 @@ def report_to_json(report: Report) -> dict[str, Any]:
                 "kind": p.kind,
                 "endpoint": p.endpoint,
                 "groups": list(p.groups),
+                "resolution_s": p.resolution_s,
                 "overall": ratio(p.overall),
                 "longest_down_s": p.longest_down_s,
                 "first_t": p.first_t,
