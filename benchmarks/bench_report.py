@@ -138,13 +138,16 @@ def write_absurd(src: Path, path: Path) -> None:
         fout.write(b'{"t": 1' + b"0" * 400 + b', "event": "probe", "probe": "site", "ok": true}\n')
 
 
-# `python -m agent ...` that writes its own peak RSS to stderr at exit. (The rusage that
-# wait4 returns for a child also counts the pages it had right after fork, i.e. the
-# benchmark's own size, so the child measures itself.)
+# `python -m agent ...` that writes its own peak RSS (VmHWM) to stderr at exit. (Neither
+# wait4's rusage nor RUSAGE_SELF will do: Linux carries ru_maxrss across fork and exec, so
+# both count the benchmark's own size at the fork; VmHWM belongs to the new image.)
 _SELF_RSS = (
-    "import atexit, resource, runpy, sys\n"
-    "atexit.register(lambda: sys.stderr.write("
-    "'\\nPEAK_RSS_KB %d\\n' % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))\n"
+    "import atexit, runpy, sys\n"
+    "def _peak():\n"
+    "    for line in open('/proc/self/status'):\n"
+    "        if line.startswith('VmHWM:'):\n"
+    "            sys.stderr.write('\\nPEAK_RSS_KB %s\\n' % line.split()[1])\n"
+    "atexit.register(_peak)\n"
     "sys.argv = ['chaos-agent', *sys.argv[1:]]\n"
     "runpy.run_module('agent', run_name='__main__')\n"
 )
