@@ -365,10 +365,12 @@ def build_report(events: Iterable[object]) -> Report:
         if not isinstance(kind, str):
             skipped += 1
             continue
-        t = _time_of(event)
-        if t is None:
-            skipped += 1
-            continue
+        t = event.get("t")
+        if type(t) is not float or not 0.0 <= t <= MAX_T:  # the fast path: a float in range
+            t = _time_of(event)
+            if t is None:
+                skipped += 1
+                continue
         if t < span_start:
             span_start = t
         if t > span_end:
@@ -385,7 +387,15 @@ def build_report(events: Iterable[object]) -> Report:
             if series is None:
                 series = raw_samples[name] = []
                 probe_meta[name] = (_text(event.get("kind")), _text(event.get("endpoint")))
-            series.append((_probe_start(t, event.get("latency_ms")), ok))
+            latency = event.get("latency_ms")
+            if (
+                type(latency) is float
+                and 0.0 < latency <= MAX_LATENCY_S * 1000
+                and latency <= t * 1000
+            ):
+                series.append((t - latency / 1000.0, ok))
+            else:
+                series.append((_probe_start(t, latency), ok))
             declared = event.get("groups")
             if isinstance(declared, list) and declared:
                 probe_groups[name] = tuple(g for g in declared if isinstance(g, str))
