@@ -270,3 +270,49 @@ def test_trend_says_better_after_a_fix(tmp_path: Path) -> None:
     refused = run_cli("report", "--journal", str(tmp_path), "--html", str(tmp_path / "x.html"))
     assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "x.html").exists()
+
+
+# --- promises of docs/probes-and-report.md ----------------------------------------
+
+
+def test_resolution_is_the_median_spacing_and_shown() -> None:
+    events = [probe(s * 0.2, True) for s in range(100)] + [
+        probe(30 + s, True, name="slow") for s in range(5)
+    ]
+    rep = build_report(events)
+    res = {p.name: p.resolution_s for p in rep.probes}
+    assert res["site"] == pytest.approx(0.2) and res["slow"] == pytest.approx(1.0)
+    assert "EVERY" in render_table(rep) and "200ms" in render_table(rep)
+    assert report_to_json(rep)["probes"][0]["resolution_s"] == pytest.approx(0.2)
+
+
+def test_a_short_fault_with_one_failed_check_is_an_outage_unless_sampled_densely() -> None:
+    # 3 s fault, one check a second, one failure: 3 of 4 checks = 75 % < 90 %
+    events = [*fault("a", "kill", 10, 13), *_site_failing([(11, 12)], 60)]
+    f = build_report(events).faults[0]
+    assert f.verdict == rpt.OUTAGE and f.probes[0].until_recovery.value == pytest.approx(0.75)
+    # the same fault checked ten times a second, one 100 ms failure: 30 of 31 = degraded
+    dense = [*fault("a", "kill", 10, 13)] + [probe(s / 10, s != 110) for s in range(600)]
+    assert build_report(dense).faults[0].verdict == rpt.DEGRADED
+    # one failure inside a 50 s fault at one check a second: 50 of 51, degraded
+    events = [*fault("a", "kill", 10, 60), *_site_failing([(40, 41)], 80)]
+    assert build_report(events).faults[0].verdict == rpt.DEGRADED
+
+
+def test_a_fault_cut_short_by_the_end_of_the_run_is_judged_on_what_was_journaled() -> None:
+    events = [*fault("a", "stop", 10, 20), *_site_failing([(15, 99)], 20)]
+    f = build_report(events).faults[0]
+    assert f.verdict == rpt.OUTAGE and not f.recovered and f.time_to_recover is None
+    assert "never" in render_table(build_report(events))
+
+
+def test_mean_gap_is_min_gap_plus_the_exponential_tail() -> None:
+    import math
+
+    from agent.planner import next_gap
+
+    rng = random.Random(3)
+    for mean, floor in ((120.0, 30.0), (20.0, 10.0)):
+        draws = [next_gap(rng, mean, floor) for _ in range(40_000)]
+        expected = floor + mean * math.exp(-floor / mean)
+        assert sum(draws) / len(draws) == pytest.approx(expected, rel=0.03)
