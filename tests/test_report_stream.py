@@ -316,3 +316,15 @@ def test_mean_gap_is_min_gap_plus_the_exponential_tail() -> None:
         draws = [next_gap(rng, mean, floor) for _ in range(40_000)]
         expected = floor + mean * math.exp(-floor / mean)
         assert sum(draws) / len(draws) == pytest.approx(expected, rel=0.03)
+
+
+def test_html_lists_findings_and_hints_escaped() -> None:
+    from agent.report_html import render_html
+
+    events = [
+        *fault("p", "pause", 50, 70, "<b>web</b>"),
+        *fault("s", "stop", 90, 110, "<b>web</b>"),
+    ]
+    page = render_html(build_report(events + _site_failing([(50, 56)])))
+    assert "data-code='frozen-backend'" in page and "fails under pause but not under stop" in page
+    assert "<b>web</b>" not in page and "&lt;b&gt;web&lt;/b&gt;" in page
