@@ -20,6 +20,7 @@ from agent.report import DEGRADED, DRY_RUN, OUTAGE, SURVIVED, FaultReport, Group
 HURT = (DEGRADED, OUTAGE)
 TOTAL_LOSS = 0.2  # at or below this availability during a fault, nothing else served
 LATE_RECOVERY_S = 3.0  # still failing this long after the heal: nothing routed around it
+STAYED_UP_S = 3.0  # recovered at least this long before the heal: the balancer routed around
 DOWN_MEMBER_FAULTS = tuple(k for k in CONTAINER_FAULTS if k != "pause")  # kill, stop, restart
 
 
@@ -119,13 +120,15 @@ def _partial_loss(g: _GroupFaults) -> Hint | None:
 
 
 def _slow_detection(g: _GroupFaults) -> Hint | None:
-    """Recovered while the fault was still active: the balancer took that long to notice."""
+    """Recovered while the fault was still active, and stayed up for `STAYED_UP_S` or more
+    before the heal: the balancer took that long to notice. (A partial loss whose last
+    failure merely fell shortly before the heal is not a recovery.)"""
     seen = [
         f
         for f in g.hurt()
         if f.time_to_recover is not None
         and f.end is not None
-        and f.start + f.time_to_recover < f.end
+        and f.start + f.time_to_recover <= f.end - STAYED_UP_S
     ]
     if not seen:
         return None

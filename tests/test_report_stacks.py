@@ -95,7 +95,14 @@ class Sampler:
         return sum(inside), len(inside)
 
 
-def write_config(s: Stack, state: Path, faults: list[str], duration: str) -> Path:
+def write_config(
+    s: Stack,
+    state: Path,
+    faults: list[str],
+    duration: str,
+    body: str = "hello from",
+    groups: list[str] | None = None,
+) -> Path:
     config: dict[str, Any] = {
         "agent": {"state_dir": str(state)},
         "targets": {
@@ -118,11 +125,11 @@ def write_config(s: Stack, state: Path, faults: list[str], duration: str) -> Pat
                 "name": "site",
                 "url": s.url,
                 "expect_status": 200,
-                "body_contains": "hello from",
+                "body_contains": body,
                 "interval": "1s",
                 "samples": PROBE_SAMPLES,
                 "timeout": "3s",
-                "groups": [s.project],
+                "groups": groups if groups is not None else [s.project],
             }
         ],
     }
@@ -131,9 +138,17 @@ def write_config(s: Stack, state: Path, faults: list[str], duration: str) -> Pat
     return path
 
 
-def run_one_fault(s: Stack, state: Path, fault: str, seconds: int, seed: int = 1) -> None:
+def run_one_fault(
+    s: Stack,
+    state: Path,
+    fault: str,
+    seconds: int,
+    seed: int = 1,
+    body: str = "hello from",
+    groups: list[str] | None = None,
+) -> None:
     """One agent run that injects exactly one `fault` 2 s in, for `seconds - 4` s."""
-    cfg = write_config(s, state, [fault], f"{seconds - 4}s")
+    cfg = write_config(s, state, [fault], f"{seconds - 4}s", body, groups)
     proc = run_cli(
         "run",
         "--no-live",
@@ -292,3 +307,31 @@ def test_weak_balancer_long_pause_matches_the_sampler_closely(
     _check_pause_against_sampler(
         report_json(tmp_path / "long" / "journal.jsonl"), sampler, SLOW_TOLERANCE
     )
+
+
+@pytest.mark.slow
+def test_php_weak_balancer_loses_a_share_under_stop(
+    docker_api: Any,
+    compose: list[str],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """php-mysql's weak balancer (no checks, no retries): a stopped replica still gets its
+    third of the requests, and the report says so (partial-loss), not "nothing else serves"."""
+    need_images(
+        docker_api, *(LOCAL_IMAGES[k] for k in ("PHP_IMAGE", "MARIADB_IMAGE", "HAPROXY_IMAGE"))
+    )
+    with stack("php-mysql", tmp_path, compose) as s:
+        s.scope(["php1", "php2", "php3"])
+        s.files.append(s.dir / "docker-compose.weak.yml")
+        s.up("php1", "php2", "php3", "balancer", "db-replica")
+        s.wait_ok(deadline_s=120, body="served by")
+        _wait_healthy(docker_api, [s.container(p) for p in ("php1", "php2", "php3")])
+        state = tmp_path / "php-weak"
+        # the php replicas carry chaos.group=php: the group is "php", not "<project>/php"
+        run_one_fault(s, state, "stop", 16, body="served by", groups=["php"])
+        report = report_json(state / "journal.jsonl")
+        (finding,) = report["findings"]
+        assert finding["group"] == "php" and finding["hurt_by"] == ["stop"], finding
+        codes = [h["code"] for h in finding["hints"]]
+        assert "partial-loss" in codes and "no-redundancy" not in codes, finding
+        print(f"\nphp weak, stop: {finding['hints']}")

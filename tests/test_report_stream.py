@@ -217,6 +217,11 @@ def test_no_redundancy_hint_needs_every_kind_and_total_loss() -> None:
     ]
     codes = [h.code for h in build_report(partial).findings[0].hints]
     assert "no-redundancy" not in codes and "partial-loss" in codes
+    # a share lost until 2 s before the heal: the last failure is no "recovery"
+    events = [*fault("k", "stop", 10, 20)]
+    events += [probe(s / 5, s % 3 != 0 or not 50 <= s < 90) for s in range(150)]
+    codes = [h.code for h in build_report(events).findings[0].hints]
+    assert codes == ["partial-loss"], codes
 
 
 def test_late_recovery_and_never_recovered_hints() -> None:
