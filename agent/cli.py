@@ -300,8 +300,13 @@ def config_default() -> None:
 
 @app.command()
 def report(
-    journal_path: Annotated[
-        str | None, typer.Option("--journal", help="Journal file (default: the state directory's)")
+    journal_paths: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--journal",
+            help="Journal file or directory of *.jsonl (default: the state directory's); "
+            "repeat it to see the trend across runs",
+        ),
     ] = None,
     as_json: JsonOpt = False,
     html: Annotated[
@@ -310,25 +315,42 @@ def report(
     config_path: ConfigOpt = None,
 ) -> None:
     """What the run showed: per fault, per group (survived/degraded/outage), availability."""
-    from agent.journal import read_journal
     from agent.report import build_report, render_table, report_to_json
-    from agent.report_html import render_html
+    from agent.report_input import journal_paths as expand
+    from agent.report_input import stream_journal
 
     try:
-        path = Path(journal_path) if journal_path else _load(config_path).agent.journal
-        if not path.is_file():
-            raise UsageError(f"journal {path} does not exist", hint="pass --journal PATH")
-        events = list(read_journal(path))
+        given = journal_paths or [str(_load(config_path).agent.journal)]
+        paths = expand(given)
+        if html and len(paths) > 1:
+            raise UsageError("--html draws one journal; pass a single --journal with it")
+        reports = [(str(p), build_report(stream_journal(p))) for p in paths]
     except AgentError as exc:
         _fail(exc)
-    rep = build_report(events)
+    except OSError as exc:
+        _fail(AgentError(f"cannot read the journal: {exc.strerror}"))
+    if len(reports) > 1:
+        from agent.report_trend import build_trend, render_trend, trend_to_json
+
+        trend = build_trend(reports)
+        if as_json:
+            runs = [{"journal": n, "report": report_to_json(r)} for n, r in reports]
+            echo(json.dumps({"runs": runs, "trend": trend_to_json(trend)}))
+        else:
+            for _, rep in reports:
+                echo(render_table(rep))
+            echo(render_trend(trend, [n for n, _ in reports]), nl=False)
+        return
+    rep = reports[0][1]
     if as_json:
-        echo(json.dumps(report_to_json(rep), indent=2))
+        echo(json.dumps(report_to_json(rep)))
     else:
         echo(render_table(rep), nl=False)
     if html:
+        from agent.report_html import render_html
+
         try:
-            Path(html).write_text(render_html(rep, events), encoding="utf-8")
+            Path(html).write_text(render_html(rep, ()), encoding="utf-8")
         except OSError as exc:
             _fail(AgentError(f"cannot write {html}: {exc.strerror}"))
         echo(f"wrote {html}", err=True)

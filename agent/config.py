@@ -165,6 +165,11 @@ class Probe:
     body_contains: str = ""
     interval: float = 1.0
     timeout: float = 1.0
+    samples: int = 1  # checks per interval, spread evenly over it, each on its own thread
+    groups: tuple[str, ...] = ()  # groups (or compose projects) it speaks for; () = all
+
+
+MAX_PROBE_SAMPLES = 20  # checks per interval (threads per probe)
 
 
 @dataclass(frozen=True)
@@ -519,6 +524,8 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
                 body_contains=p.str("body_contains", ""),
                 interval=p.duration("interval", 1.0, minimum=0.05),
                 timeout=p.duration("timeout", 1.0, minimum=0.05, maximum=PROBE_TIMEOUT_MAX),
+                samples=p.int("samples", 1, minimum=1, maximum=MAX_PROBE_SAMPLES),
+                groups=p.str_list("groups", ()),
             )
         )
         p.done()

@@ -6,6 +6,14 @@ live in agent/availability.py. Every result is journaled as a `probe` event:
     {"event": "probe", "probe": "site", "kind": "http", "endpoint": "http://...",
      "ok": false, "latency_ms": 1001.2, "status": null, "detail": "no answer within 1s"}
 
+With `samples = N` (N > 1) a probe starts N checks per interval on a fixed
+schedule (one every interval/N), each on a short-lived thread, whether or not
+the earlier ones have answered: a check waiting out its timeout neither delays
+nor drops the next (a sequential prober would sample a slow, failing backend
+less often than a healthy one). A balancer spreading requests over replicas is
+sampled the way independent users hit it. A probe that declares `groups` journals them, and
+the report judges only those groups' faults against it.
+
 A check never takes much longer than its timeout: a timer shuts the socket down
 at the deadline, so a server that trickles bytes cannot hold a probe thread.
 (Name resolution is the exception: use an address or an /etc/hosts name.)
@@ -15,6 +23,7 @@ The engine never waits on a probe: it reads `snapshot()` and `halt_reason()`.
 from __future__ import annotations
 
 import http.client
+import math
 import socket
 import ssl
 import threading
@@ -185,6 +194,7 @@ class ProbeRunner:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        self._workers: list[threading.Thread] = []  # checks in flight (samples > 1)
         self._samples: dict[str, deque[availability.Sample]] = {
             p.name: deque(maxlen=KEEP_SAMPLES) for p in probes
         }
@@ -196,8 +206,9 @@ class ProbeRunner:
             return
         self._stop.clear()
         for probe in self.probes:
+            loop = self._loop if probe.samples <= 1 else self._schedule
             thread = threading.Thread(
-                target=self._loop, args=(probe,), name=f"probe-{probe.name}", daemon=True
+                target=loop, args=(probe,), name=f"probe-{probe.name}", daemon=True
             )
             self._threads.append(thread)
             thread.start()
@@ -215,6 +226,10 @@ class ProbeRunner:
         until = time.monotonic() + budget
         for thread in self._threads:
             thread.join(max(0.0, until - time.monotonic()))
+        with self._lock:
+            workers = list(self._workers)
+        for thread in workers:
+            thread.join(max(0.0, until - time.monotonic()))
         self._threads = [t for t in self._threads if t.is_alive()]
 
     def _loop(self, probe: Probe) -> None:
@@ -226,8 +241,34 @@ class ProbeRunner:
             self.record(probe, result)
             self._stop.wait(max(0.0, probe.interval - (time.monotonic() - began)))
 
+    def _schedule(self, probe: Probe) -> None:
+        """Start a check every interval/samples on its own thread (open loop)."""
+        spacing = probe.interval / probe.samples
+        limit = math.ceil(probe.timeout / spacing) + 1  # checks that can be in flight
+        due = time.monotonic()
+        while not self._stop.is_set():
+            with self._lock:
+                self._workers = [w for w in self._workers if w.is_alive()]
+                busy = sum(1 for w in self._workers if w.name == f"probe-{probe.name}-check")
+                if busy < limit:
+                    worker = threading.Thread(
+                        target=self._one, args=(probe,), name=f"probe-{probe.name}-check"
+                    )
+                    worker.daemon = True
+                    self._workers.append(worker)
+                    worker.start()
+            now = time.monotonic()
+            due = max(due + spacing, now)
+            self._stop.wait(due - now)
+
+    def _one(self, probe: Probe) -> None:
+        result = self._check(probe)
+        if not self._stop.is_set():
+            self.record(probe, result)
+
     def record(self, probe: Probe, result: ProbeResult) -> None:
         """Journal one result and remember it (public for the engine's tests)."""
+        extra: dict[str, Any] = {"groups": list(probe.groups)} if probe.groups else {}
         entry = self.journal.write(
             "probe",
             probe=probe.name,
@@ -237,8 +278,10 @@ class ProbeRunner:
             latency_ms=result.latency_ms,
             status=result.status,
             detail=result.detail,
+            **extra,
         )
-        t = float(entry["t"])
+        # the journal's `t` is when the check ended; the sample is placed at its start
+        t = float(entry["t"]) - max(0.0, result.latency_ms) / 1000.0
         with self._lock:
             self._samples.setdefault(probe.name, deque(maxlen=KEEP_SAMPLES)).append((t, result.ok))
             self._streak[probe.name] = 0 if result.ok else self._streak.get(probe.name, 0) + 1

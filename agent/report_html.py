@@ -160,6 +160,24 @@ def _tables(report: Report) -> str:
                 f"<td>{_e(g.reason, 400)}</td></tr>"
             )
         out.append("</table>")
+    if report.findings:
+        out.append("<h2>Findings</h2><ul class='findings'>")
+        for x in report.findings:
+            hurt = ", ".join(x.hurt_by) or "-"
+            clean = ", ".join(x.not_hurt_by) or "-"
+            hints = "".join(
+                f"<li class='hint' data-code='{_e(h.code)}'>{_e(h.text, 400)} "
+                f"({_e(', '.join(h.evidence), 200)})</li>"
+                for h in x.hints
+            )
+            out.append(
+                f"<li data-finding='{_e(x.group)}'><span class='fgroup'>{_e(x.group)}</span>: "
+                f"{_e(x.verdict)}; "
+                f"hurt by {_e(hurt)}; not hurt by {_e(clean)}"
+                + (f"<ul>{hints}</ul>" if hints else "")
+                + "</li>"
+            )
+        out.append("</ul>")
     out.append("<h2>Probes</h2>")
     if report.probes:
         out.append(

@@ -1,6 +1,6 @@
 """Run every benchmark and write benchmarks/RESULTS.md.
 
-    python -m benchmarks [--quick] [--only discovery,inject,cli,heal,footprint,coordinator]
+    python -m benchmarks [--quick] [--only discovery,inject,cli,heal,footprint,coordinator,report]
 
 Needs a Docker engine and the image chaos-base:bookworm (scripts/build-images.sh).
 Every container it creates is labelled chaos.bench=<run id> and removed at the end,
@@ -22,7 +22,7 @@ from typing import Any
 from benchmarks._common import REPO, Fleet, api_client, fmt_ms, machine
 
 HERE = Path(__file__).resolve().parent
-ALL = ("discovery", "inject", "cli", "heal", "footprint", "coordinator")
+ALL = ("discovery", "inject", "cli", "heal", "footprint", "coordinator", "report")
 
 
 def _table(rows: dict[str, dict[str, float]], base: str | None = None) -> list[str]:
@@ -289,6 +289,15 @@ def main(argv: list[str] | None = None) -> int:
                 ]
             else:
                 md += ["Not measured: benchmarks/bench_coordinator.py does not exist yet.", ""]
+        if "report" in only:
+            import tempfile
+
+            from benchmarks import bench_report
+
+            _say("report: synthetic journals (benchmarks/bench_report.py)")
+            with tempfile.TemporaryDirectory(prefix="bench-report-") as tmp:
+                raw["report"] = bench_report.bench(Path(tmp), quick)
+            md += bench_report.markdown(raw["report"])
     except KeyboardInterrupt:
         _say("interrupted: removing the containers")
         fleet.remove_all()
