@@ -51,7 +51,10 @@ def _heal(record: ActiveFault, config_path: str | None, state_dir: Path) -> str:
     journal_path = config.agent.journal
     if config.agent.state_dir != state_dir:
         journal_path = state_dir / "journal.jsonl"
-    journal = Journal(journal_path, host=config.agent.host)
+    journal = Journal(
+        journal_path, host=config.agent.host,
+        max_bytes=config.agent.journal_max_bytes, keep=config.agent.journal_keep,
+    )  # fmt: skip
     fault = registry.get(record.target_kind, record.fault)
     if fault is None:
         return "unknown fault"

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import random
+import secrets
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from agent.ledger import Ledger
 from agent.model import Target
 from agent.planner import timing_from_schedule
 from agent.selection import Policy, enabled_faults, policy_from_config
+from agent.systemd import SystemdNotifier, systemd_transient_argv, under_systemd
 
 
 def build_registry(
@@ -121,6 +124,11 @@ def watchdog_spawner(config: Config, config_path: str | None) -> Callable[[], An
         ]  # fmt: skip
         if config_path:
             args += ["--config", str(Path(config_path).resolve())]
+        if under_systemd():  # outside the agent's unit: its cgroup dies with it
+            unit = f"chaos-deadman-{os.getpid()}-{secrets.token_hex(3)}"
+            started = spawn_transient(unit, args)
+            if started is not None:
+                return started
         return subprocess.Popen(
             args,
             stdin=subprocess.DEVNULL,
@@ -131,6 +139,65 @@ def watchdog_spawner(config: Config, config_path: str | None) -> Callable[[], An
         )
 
     return spawn
+
+
+def spawn_transient(unit: str, args: list[str]) -> subprocess.Popen[bytes] | None:
+    """The watchdog as a transient systemd unit; None if systemd-run failed (caller falls back)."""
+    argv = systemd_transient_argv(unit, args)
+    try:
+        done = subprocess.run(argv, capture_output=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0:
+        return None
+    # a handle with terminate(): the unit's watchdog exits by itself once nothing is pending
+    return subprocess.Popen(["true"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+
+
+class Ops:
+    """What an operator leaves running beside the loop: metrics, notifications, systemd."""
+
+    def __init__(self) -> None:
+        self.metrics: Any = None
+        self.exporter: Any = None
+        self.notifier: Any = None
+        self.systemd = SystemdNotifier()
+        self._snapshot_at = 0.0
+
+    def on_tick(self, engine: Engine) -> None:
+        self.systemd.tick(engine.describe() if not self.systemd.ready_sent else "")
+        if self.metrics is not None and time.monotonic() - self._snapshot_at >= 5.0:
+            self._snapshot_at = time.monotonic()
+            try:
+                self.metrics.update_from_snapshot(engine.snapshot())
+            except Exception:  # noqa: BLE001, S110 - metrics never break the loop
+                pass
+
+    def close(self) -> None:
+        if self.notifier is not None:
+            self.notifier.stop(timeout=5.0)
+        if self.exporter is not None:
+            self.exporter.stop()
+
+
+def attach_ops(engine: Engine, config: Config) -> Ops:
+    """Subscribe metrics and notifications to the journal and start them (for `run`)."""
+    ops = Ops()
+    if config.metrics.enabled or config.metrics.textfile:
+        from agent.metrics import Metrics, MetricsExporter
+
+        ops.metrics = Metrics(host=config.agent.host, window=config.stop.window)
+        engine.journal.subscribe(ops.metrics.observe)
+        ops.exporter = MetricsExporter(config.metrics, ops.metrics)
+        ops.exporter.start()
+    if config.notify.targets:
+        from agent.notify import Notifier
+
+        count = ops.metrics.count_notification if ops.metrics is not None else None
+        ops.notifier = Notifier(config.notify, count=count)
+        engine.journal.subscribe(ops.notifier.observe)
+        ops.notifier.start()
+    return ops
 
 
 def build_engine(
@@ -159,7 +226,10 @@ def build_engine(
         seed = config.agent.seed
     if seed is None:
         seed = random.SystemRandom().randrange(2**31)
-    journal = Journal(config.agent.journal, host=config.agent.host, seed=seed, dry_run=dry_run)
+    journal = Journal(
+        config.agent.journal, host=config.agent.host, seed=seed, dry_run=dry_run,
+        max_bytes=config.agent.journal_max_bytes, keep=config.agent.journal_keep,
+    )  # fmt: skip
     if dry_run:
         registry = FaultRegistry(DryRunFault(f, log) for f in registry.all())
         ledger: Any = MemoryLedger()
