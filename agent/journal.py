@@ -145,7 +145,10 @@ def rotate(path: Path, keep: int) -> None:
         older = rotated_path(path, n)
         if older.exists():
             os.replace(older, rotated_path(path, n + 1))
-    os.replace(path, rotated_path(path, 1))
+    try:
+        os.replace(path, rotated_path(path, 1))
+    except FileNotFoundError:  # another writer (the watchdog) rotated it just now
+        pass
 
 
 def journal_files(path: Path) -> list[Path]:
