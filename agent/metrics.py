@@ -45,6 +45,10 @@ SKIP_CODES = (
 )
 
 
+HEAL_OUTCOMES = ("healed", "gone", "environment", "watchdog", "failed")
+NOTIFY_RESULTS = ("sent", "failed", "retried", "dropped")
+
+
 def skip_code(reason: str) -> str:
     low = reason.lower()
     for needle, code in SKIP_CODES:
@@ -96,6 +100,15 @@ class Metrics:
         self.eligible = Gauge(p + "group_eligible_members", "Members the policy may fault now", ["group"], registry=r)  # fmt: skip
         self.next_fault = Gauge(p + "next_fault_timestamp_seconds", "Unix time of the next scheduled attempt", registry=r)  # fmt: skip
         self.up_since = Gauge(p + "start_timestamp_seconds", "Unix time the run started", registry=r)  # fmt: skip
+        # known label values start at 0, so dashboards and rate() see them before they happen
+        for code in {code for _, code in SKIP_CODES} | {"other"}:
+            self.skips.labels(code)
+        for outcome in HEAL_OUTCOMES:
+            self.heals.labels(outcome)
+        for outcome in ("injected", "skipped", "inject_failed"):
+            self.decisions.labels(outcome)
+        for result in ("granted", "refused", "unavailable"):
+            self.leases.labels(result)
         self._window = window
         self._samples: dict[str, deque[tuple[float, bool]]] = {}
         self._active: dict[str, tuple[str, str]] = {}  # fault_id -> (fault, group)
@@ -204,6 +217,11 @@ class Metrics:
         while samples and samples[0][0] < t - self._window:
             samples.popleft()
         self.availability.labels(probe).set(sum(1 for _, good in samples if good) / len(samples))
+
+    def known_notify_targets(self, names: list[str]) -> None:
+        for name in names:
+            for result in NOTIFY_RESULTS:
+                self.notifications.labels(name, result)
 
     def count_notification(self, target: str, result: str) -> None:
         with self._lock:

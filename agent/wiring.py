@@ -193,7 +193,10 @@ def attach_ops(engine: Engine, config: Config) -> Ops:
     if config.notify.targets:
         from agent.notify import Notifier
 
-        count = ops.metrics.count_notification if ops.metrics is not None else None
+        count = None
+        if ops.metrics is not None:
+            ops.metrics.known_notify_targets([t.name for t in config.notify.targets])
+            count = ops.metrics.count_notification
         ops.notifier = Notifier(config.notify, count=count)
         engine.journal.subscribe(ops.notifier.observe)
         ops.notifier.start()
