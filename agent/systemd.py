@@ -63,10 +63,6 @@ class SystemdNotifier:
             notify("WATCHDOG=1", self.env)
             self._last_ping = now
 
-    def stopping(self) -> None:
-        if self.enabled:
-            notify("STOPPING=1\nSTATUS=healing every active fault", self.env)
-
 
 def under_systemd(env: Mapping[str, str] | None = None) -> bool:
     """Started by systemd as a service (INVOCATION_ID) on a host with `systemd-run`."""
