@@ -21,7 +21,7 @@ import pytest
 
 from agent.metrics import Metrics, MetricsExporter, skip_code
 from agent.ops_config import MetricsSection
-from tests.conftest import REPO, need, start_agent, wait_for
+from tests.conftest import REPO, need, run_cli, start_agent, wait_for
 
 DASHBOARD = REPO / "packaging" / "grafana" / "chaos-agent.json"
 
@@ -255,3 +255,19 @@ def test_prometheus_scrapes_a_running_agent_and_agrees_with_the_journal(
             proc.kill()
             proc.wait(timeout=10)
     assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+
+
+def test_a_port_in_use_is_one_line_and_exit_2(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        cfg = tmp_path / "agent.toml"
+        cfg.write_text(
+            f'[agent]\nstate_dir = "{tmp_path / "state"}"\n[targets]\nvalue = "none-{uuid.uuid4().hex[:6]}"\n'
+            f"[metrics]\nenabled = true\nport = {port}\n"
+        )
+        result = run_cli("run", "--dry-run", "--for", "1s", "--config", str(cfg))
+    assert result.returncode == 2, result.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert len([line for line in result.stderr.splitlines() if "error" in line.lower()]) == 1
