@@ -71,6 +71,8 @@ class Messages:
         if name == "stuck" and "stuck" in self.events:
             return f"STUCK: heal of {_fault_text(e)} on {host} keeps failing; no new faults until cleared"  # fmt: skip
         if name == "watchdog" and "watchdog" in self.events:
+            if e.get("how") == "failed":
+                return f"the dead-man watchdog could NOT heal {_fault_text(e)} on {host}: {printable(e.get('detail', ''), 200)}"  # fmt: skip
             return f"the dead-man watchdog healed {_fault_text(e)} on {host}: {printable(e.get('how', ''), 40)}"  # fmt: skip
         if name in FAULT_EVENTS and "fault" in self.events:
             verb = "injected" if name == "inject" else "healed"
@@ -199,3 +201,13 @@ class Notifier:
             worker.thread.join(max(0.0, end - time.monotonic()))
         for worker in self.workers:
             worker.stopping.set()  # a retry in its backoff gives up now
+
+
+def attach_notifier(journal: Any, section: NotifySection) -> Callable[[], None]:
+    """Subscribe a started Notifier to `journal` (the watchdog's own); returns its stop."""
+    if not section.targets:
+        return lambda: None
+    notifier = Notifier(section)
+    notifier.start()
+    journal.subscribe(notifier.observe)
+    return lambda: notifier.stop(timeout=section.timeout)

@@ -44,6 +44,7 @@ def _heal(record: ActiveFault, config_path: str | None, state_dir: Path) -> str:
     from agent.adapters.docker_engine import DockerEngine
     from agent.config import load_config
     from agent.journal import Journal, fault_fields
+    from agent.notify import attach_notifier
     from agent.wiring import build_registry
 
     config = load_config(config_path)
@@ -58,12 +59,15 @@ def _heal(record: ActiveFault, config_path: str | None, state_dir: Path) -> str:
     fault = registry.get(record.target_kind, record.fault)
     if fault is None:
         return "unknown fault"
+    stop_notifier = attach_notifier(journal, config.notify)  # people learn the dead-man acted
     try:
         outcome = fault.heal(record)
     except AgentError as exc:
         journal.write("watchdog", how="failed", detail=exc.one_line(), **fault_fields(record))
+        stop_notifier()
         return "failed"
     journal.write("watchdog", how=outcome.how, detail=outcome.detail, **fault_fields(record))
+    stop_notifier()
     return outcome.how if outcome.healed else "failed"
 
 

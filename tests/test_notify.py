@@ -4,6 +4,7 @@ one hangs. They never delay a heal; secrets never reach logs or the journal."""
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 import uuid
@@ -17,7 +18,7 @@ from agent.config import parse_toml_text
 from agent.errors import ConfigError
 from agent.notify import Messages, Notifier, request_for
 from agent.ops_config import NotifySection, NotifyTarget, Secret
-from tests.conftest import run_cli, wait_for
+from tests.conftest import run_cli, start_agent, wait_for
 
 TOKEN = "T0KEN-" + uuid.uuid4().hex  # stands for a webhook secret
 
@@ -205,3 +206,29 @@ def test_heals_stay_on_time_while_receivers_fail_and_hang(containers, receivers,
     assert any(t.startswith("chaos-agent stopped") for t in texts)  # flushed at exit
     assert receivers.hits["fail"] >= 1 and receivers.hits["hang"] >= 1
     assert TOKEN not in journal_text + result.stdout + result.stderr
+
+
+@pytest.mark.docker
+def test_the_deadman_watchdog_tells_people_when_it_healed(containers, receivers, tmp_path):
+    value = f"n-{uuid.uuid4().hex[:8]}"
+    for i in (1, 2, 3):
+        containers(f"ops-w-{i}", {"chaos.enable": value, "chaos.group": "w"})
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text(
+        f'[agent]\nstate_dir = "{tmp_path / "state"}"\n[targets]\nvalue = "{value}"\n'
+        '[schedule]\nfirst_after = "0s"\nduration = "2s"\n[faults]\nenabled = ["pause"]\n'
+        '[notify]\nevents = ["watchdog"]\n'
+        f'[[notify.targets]]\nkind = "slack"\nurl = "{receivers.url("ok")}"\n'
+    )
+    proc = start_agent("run", "--config", str(cfg))
+    try:
+        journal = tmp_path / "state" / "journal.jsonl"
+        wait_for(lambda: journal.exists() and '"event":"inject"' in journal.read_text(), 30, 0.1)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    got = wait_for(lambda: receivers.got, 30, 0.1)
+    text = json.loads(got[0][2])["text"]
+    assert text.startswith("the dead-man watchdog healed pause ops-w-"), text
+    watchdog = [json.loads(x) for x in journal.read_text().splitlines() if '"watchdog"' in x]
+    assert watchdog and watchdog[0]["how"] == "healed"
