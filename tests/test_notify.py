@@ -174,7 +174,7 @@ def write_config(tmp_path: Path, value: str, receivers: Receivers) -> Path:
         "[notify]",
         'events = ["start", "stop", "fault", "heal_failed"]',
         "queue = 4",
-        'timeout = "3s"',
+        'timeout = "10s"',  # a heal held by a receiver would be >= 10 s late
         "retries = 5",
     ]
     for kind, path in (("slack", "ok"), ("discord", "fail"), ("json", "hang"), ("ntfy", "hang")):
@@ -198,7 +198,7 @@ def test_heals_stay_on_time_while_receivers_fail_and_hang(containers, receivers,
     assert len(heals) >= 2, result.stderr
     late = [e["t"] - e["deadline"] for e in heals]
     # punctuality is a benchmark (benchmarks/bench_notify.py); here: never held by a receiver
-    assert max(late) < 1.5, late
+    assert max(late) < 5.0, late
     assert not any(e["event"] == "stop" and e["left"] for e in events)
     texts = [json.loads(body).get("text", "") for _, _, body in receivers.got]
     assert any(t.startswith("injected pause") for t in texts)

@@ -134,7 +134,7 @@ def configure(
     box.sh("mkdir", "-p", f"/etc/systemd/system/{UNIT}.service.d")
     box.write(
         f"/etc/systemd/system/{UNIT}.service.d/test.conf",
-        f"[Service]\nEnvironment=PYTHONPATH=/src\nWatchdogSec=6s\nRestartSec=1s\n{extra}",
+        f"[Service]\nEnvironment=PYTHONPATH=/src\nWatchdogSec=8s\nRestartSec=1s\n{extra}",
     )
     box.sh("systemctl", "daemon-reload")
 
@@ -186,7 +186,7 @@ def test_frozen_main_loop_is_restarted_by_the_watchdog(box, containers):
     box.sh("systemctl", "start", UNIT)
     pid = box.prop("MainPID")
     assert pid not in ("", "0")
-    time.sleep(4)  # pings keep it alive past WatchdogSec=6s / 2
+    time.sleep(5)  # pings (every 4 s) keep it alive past WatchdogSec=8s
     assert box.prop("MainPID") == pid and box.prop("NRestarts") == "0", box.logs()
     box.sh("kill", "-STOP", pid)
     wait_for(lambda: box.prop("NRestarts") not in ("", "0"), 40, 0.5)
