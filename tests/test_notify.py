@@ -232,3 +232,17 @@ def test_the_deadman_watchdog_tells_people_when_it_healed(containers, receivers,
     assert text.startswith("the dead-man watchdog healed pause ops-w-"), text
     watchdog = [json.loads(x) for x in journal.read_text().splitlines() if '"watchdog"' in x]
     assert watchdog and watchdog[0]["how"] == "healed"
+
+
+def test_apprise_covers_other_services(receivers):
+    url = receivers.url("ok").replace("http://", "json://")
+    notifier = Notifier(NotifySection(targets=(target("apprise", url),), events=("halt",)))
+    notifier.start()
+    try:
+        notifier.observe({"event": "halt", "host": "h", "reason": "stop condition"})
+        got = wait_for(lambda: receivers.got, 20)
+    finally:
+        notifier.stop(timeout=2.0)
+    body = json.loads(got[0][2])
+    assert body["message"] == "chaos-agent halted on h: stop condition"
+    assert notifier.counts.get(("apprise", "sent")) == 1
