@@ -80,7 +80,8 @@ def box(docker_api) -> Iterator[Box]:
         [
             "docker", "run", "-d", "--name", name,
             "--label", f"{TEST_LABEL}={SESSION}",
-            "--cap-add", "SYS_ADMIN", "--cgroupns=private",
+            "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN", "--cap-add", "SYS_PTRACE",
+            "--cgroupns=private",
             "--tmpfs", "/run", "--tmpfs", "/run/lock",
             "-v", "/var/run/docker.sock:/run/docker.sock",
             "-v", f"{REPO}:/src:ro",
@@ -211,3 +212,30 @@ def test_kill_mid_fault_heals_by_the_deadline_through_the_deadman_unit(box, cont
     healed = wait_for(lambda: box.events("watchdog"), 10, 0.2)[0]
     assert healed["how"] == "healed"
     assert healed["t"] <= inject["deadline"] + 10  # GRACE (2 s) plus time for a loaded machine
+
+
+def test_hardening_keeps_nsenter_iptables_and_tc_working(box):
+    """The unit's sandbox (ProtectSystem=strict, RestrictNamespaces=net, the address families,
+    the capability set, /run/xtables.lock) with the agent's netns adapter as ExecStart."""
+    box.sh("sh", "-c", "exec setsid unshare -n sleep 600 >/dev/null 2>&1 &")
+    pid = wait_for(
+        lambda: box.sh("pgrep", "-n", "-x", "sleep", check=False).stdout.strip(), 20, 0.2
+    )
+    try:
+        unit = (REPO / "packaging/systemd/chaos-agent.service").read_text()
+        box.write("/etc/systemd/system/chaos-hardening.service", unit)
+        box.sh("mkdir", "-p", "/etc/systemd/system/chaos-hardening.service.d")
+        box.write(
+            "/etc/systemd/system/chaos-hardening.service.d/probe.conf",
+            "[Service]\nType=oneshot\nRestart=no\nWatchdogSec=0\nEnvironment=PYTHONPATH=/src\n"
+            "ExecStart=\n"
+            f"ExecStart=/opt/chaos-agent/bin/python /src/tests/systemd_netns_probe.py {pid}\n",
+        )
+        box.sh("systemctl", "daemon-reload")
+        started = box.sh("systemctl", "start", "chaos-hardening", check=False, timeout=120)
+        logs = box.sh("journalctl", "-u", "chaos-hardening", "--no-pager", check=False).stdout
+        assert started.returncode == 0, logs
+        for line in ("iptables ok", "iptables-legacy ok", "tc ok"):
+            assert line in logs, logs
+    finally:
+        box.sh("kill", pid, check=False)
