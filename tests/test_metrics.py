@@ -228,15 +228,15 @@ def test_prometheus_scrapes_a_running_agent_and_agrees_with_the_journal(
         assert "0" in {v for _, v in between[0]["values"]}, between
         # availability: Prometheus' last scraped value matches the journal's probes up to it
         wait_for(
-            lambda: prom.scalar('chaos_agent_probe_availability_ratio{probe="web-1"}'), 20, 0.3
+            lambda: prom.instant('chaos_agent_probe_availability_ratio{probe="web-1"}'), 20, 0.3
         )
         for i in (1, 2, 3):
             series = prom.instant(f'chaos_agent_probe_availability_ratio{{probe="web-{i}"}}')
             at, scraped = float(series[0]["value"][0]), float(series[0]["value"][1])
             samples = [e["ok"] for e in journal(state / "journal.jsonl") if e["event"] == "probe" and e["probe"] == f"web-{i}" and e["t"] <= at]  # fmt: skip
             assert scraped == pytest.approx(sum(samples) / len(samples), abs=0.1)
-        victims = {e["container"] for e in injects}
-        assert prom.scalar("min(min_over_time(chaos_agent_probe_availability_ratio[5m]))") < 1 or not victims  # fmt: skip
+        # every container has a probe: the paused one's availability dipped
+        assert prom.scalar("min(min_over_time(chaos_agent_probe_availability_ratio[5m]))") < 1
         # the kill switch, engaged and released, is seen by Prometheus (and the halts annotation)
         (state / "STOP").touch()
         wait_for(lambda: prom.scalar("chaos_agent_kill_switch_engaged") == 1, 30, 0.3)

@@ -199,7 +199,7 @@ def test_kill_mid_fault_heals_by_the_deadline_through_the_deadman_unit(box, cont
     value = f"sd-{uuid.uuid4().hex[:6]}"
     ids = [c["Id"] for c in three(containers, value)]
     # no restart: only the dead-man watchdog (a transient unit) can heal this one
-    configure(box, value, duration="5s", extra="Restart=no\n")
+    configure(box, value, duration="8s", extra="Restart=no\n")
     box.sh("systemctl", "start", UNIT)
     wait_for(lambda: paused(docker_api, ids), 30, 0.1)
     inject = wait_for(lambda: box.events("inject"), 15, 0.2)[0]
