@@ -85,20 +85,19 @@ class Journal:
         """Append one line (caller holds the lock); rotate first when it would overflow."""
         assert self.path is not None
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
+        if not self._checked_tail:
+            # a torn line left by a crash must not swallow the next event
+            self._checked_tail = True
+            if not _ends_with_newline(self.path):
+                line = b"\n" + line
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         try:
             size = os.fstat(fd).st_size
             if self.max_bytes and size and size + len(line) > self.max_bytes:
                 os.close(fd)
                 fd = -1
                 rotate(self.path, self.keep)
-                fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
-                size = 0
-            if not self._checked_tail:
-                # a torn line left by a crash must not swallow the next event
-                self._checked_tail = True
-                if size and os.pread(fd, 1, size - 1) != b"\n":
-                    line = b"\n" + line
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
             os.write(fd, line)
         finally:
             if fd >= 0:
@@ -126,6 +125,19 @@ class Journal:
                 self.last_error = f"journal {self.path}: {exc.strerror}"
         self._notify(entry)
         return entry
+
+
+def _ends_with_newline(path: Path) -> bool:
+    """True for a missing or empty file too (nothing torn to separate from)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            if fh.tell() == 0:
+                return True
+            fh.seek(-1, os.SEEK_END)
+            return fh.read(1) == b"\n"
+    except OSError:
+        return True
 
 
 def rotated_path(path: Path, n: int) -> Path:
