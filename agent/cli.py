@@ -126,13 +126,17 @@ def run(
             f"{' (dry-run: nothing will be touched)' if dry else ''}; state in {config.agent.state_dir}"
         )
         _on_signals(engine.request_stop)
-        on_tick = None
+        from agent.wiring import attach_ops
+
+        ops = attach_ops(engine, config)
+        on_tick = ops.on_tick
         if view is not None:
             view.start()
-            on_tick = _live_updater(view)
+            on_tick = _live_updater(view, ops.on_tick)
         try:
             code = engine.run(duration=duration, once=once, on_tick=on_tick)
         finally:
+            ops.close()
             if view is not None:
                 view.stop()
             if lock is not None:
@@ -142,11 +146,13 @@ def run(
     raise typer.Exit(code)
 
 
-def _live_updater(view: Any) -> Any:
+def _live_updater(view: Any, also: Any = None) -> Any:
     """Refresh the members' state for the live view every few seconds (one list call)."""
     last = [0.0]
 
     def update(engine: Any) -> None:
+        if also is not None:
+            also(engine)
         if time.monotonic() - last[0] >= 2.0:
             last[0] = time.monotonic()
             try:

@@ -19,6 +19,7 @@ from typing import Any
 from agent import model
 from agent.durations import parse_duration
 from agent.errors import ConfigError, UsageError
+from agent.ops_config import MetricsSection, NotifySection, parse_metrics, parse_notify
 
 DEFAULT_CONFIG_TOML = """\
 # chaos-agent embedded default: pause, stop, kill or restart one replica at a
@@ -96,6 +97,8 @@ class AgentSection:
     heal_retries: int = 5  # failed heals before a fault is marked stuck
     stop_timeout: float = 8.0  # budget to heal everything on SIGTERM (fits docker's 10 s)
     deadman: str = "auto"  # where the dead-man heal lives: auto|process|container|systemd|off
+    journal_max_bytes: int = 64 * 1024 * 1024  # rotate the journal past this size (0: never)
+    journal_keep: int = 4  # rotated journal files kept (journal.jsonl.1 .. .N)
 
 
 @dataclass(frozen=True)
@@ -205,6 +208,8 @@ class Config:
     probes: tuple[Probe, ...] = ()
     stop: StopSection = StopSection()
     coordinator: CoordinatorSection = CoordinatorSection()
+    metrics: MetricsSection = MetricsSection()
+    notify: NotifySection = NotifySection()
     source: str = "<embedded default>"
 
 
@@ -411,6 +416,8 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
         heal_retries=a.int("heal_retries", 5, minimum=1, maximum=1000),
         stop_timeout=a.duration("stop_timeout", 8.0, minimum=0.5),
         deadman=_deadman_mode(a),
+        journal_max_bytes=a.int("journal_max_bytes", 64 * 1024 * 1024, maximum=2**40),
+        journal_keep=a.int("journal_keep", 4, maximum=1000),
     )
     a.done()
 
@@ -557,6 +564,8 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
         raise c.err("host", "the coordinator is enabled but has no host")
     c.done()
 
+    metrics = parse_metrics(root.table("metrics"))
+    notify = parse_notify(root.table("notify"))
     root.done()
     return Config(
         agent=agent,
@@ -567,6 +576,8 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
         probes=tuple(probes),
         stop=stop,
         coordinator=coordinator,
+        metrics=metrics,
+        notify=notify,
         source=source,
     )
 

@@ -18,7 +18,6 @@ survives, so the mode follows how the agent runs ([agent] deadman, default auto)
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -70,7 +69,9 @@ def resolve(mode: str, *, in_container: bool, environ: dict[str, str] | None = N
     env = os.environ if environ is None else environ
     if in_container:
         return "container"
-    if env.get("INVOCATION_ID") and shutil.which("systemd-run"):
+    from agent.systemd import under_systemd
+
+    if under_systemd(env):
         return "systemd"
     return "process"
 
@@ -118,12 +119,12 @@ def arm(
         return Armed("container", name, docker)
     argv = [sys.executable, "-m", "agent.watchdog"]
     if mode == "systemd":
+        from agent.systemd import systemd_transient_argv
+
         unit = f"{name}.service"
-        argv = [
-            "systemd-run", f"--unit={unit}", "--collect", "--quiet",
-            "--property=KillMode=mixed", "--", *argv,
-            *watchdog_args(state_dir, owner, config_path, f"systemd {unit}"),
-        ]  # fmt: skip
+        argv = systemd_transient_argv(
+            unit, [*argv, *watchdog_args(state_dir, owner, config_path, f"systemd {unit}")]
+        )
         done = subprocess.run(
             argv,
             stdin=subprocess.DEVNULL,

@@ -44,7 +44,7 @@ class _Healer:
 
     def __init__(self, config_path: str | None, state_dir: Path) -> None:
         self.config_path, self.state_dir = config_path, state_dir
-        self._ready: tuple[Any, Any] | None = None
+        self._ready: tuple[Any, Any, Any] | None = None
 
     def prepare(self) -> None:
         if self._ready is not None:
@@ -59,24 +59,37 @@ class _Healer:
         journal_path = config.agent.journal
         if config.agent.state_dir != self.state_dir:
             journal_path = self.state_dir / "journal.jsonl"
-        self._ready = (registry, Journal(journal_path, host=config.agent.host))
+        journal = Journal(
+            journal_path, host=config.agent.host,
+            max_bytes=config.agent.journal_max_bytes, keep=config.agent.journal_keep,
+        )  # fmt: skip
+        self._ready = (registry, journal, config)
 
     def heal(self, record: ActiveFault) -> str:
         from agent.journal import fault_fields
+        from agent.notify import attach_notifier
 
         self.prepare()
         assert self._ready is not None
-        registry, journal = self._ready
+        registry, journal, config = self._ready
         fault = registry.get(record.target_kind, record.fault)
         if fault is None:
             return "failed"
+        stop_notifier = attach_notifier(journal, config.notify)  # people learn the dead-man acted
         try:
-            outcome = fault.heal(record)
-        except AgentError as exc:
-            journal.write("watchdog", how="failed", detail=exc.one_line(), **fault_fields(record))
-            return "failed"
-        journal.write("watchdog", how=outcome.how, detail=outcome.detail, **fault_fields(record))
-        return outcome.how if outcome.healed else "failed"
+            try:
+                outcome = fault.heal(record)
+            except AgentError as exc:
+                journal.write(
+                    "watchdog", how="failed", detail=exc.one_line(), **fault_fields(record)
+                )
+                return "failed"
+            journal.write(
+                "watchdog", how=outcome.how, detail=outcome.detail, **fault_fields(record)
+            )
+            return outcome.how if outcome.healed else "failed"
+        finally:
+            stop_notifier()
 
 
 def _clear(state_dir: Path, healed: set[str]) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,7 @@ from agent.ledger import Ledger, MemoryLedger
 from agent.model import Target
 from agent.planner import timing_from_schedule
 from agent.selection import Policy, enabled_faults, policy_from_config
+from agent.systemd import SystemdNotifier
 
 __all__ = ["build_engine", "build_registry", "discover_all_containers", "make_leases"]
 
@@ -78,6 +80,57 @@ def deadman_arming(
     return arm
 
 
+class Ops:
+    """What an operator leaves running beside the loop: metrics, notifications, systemd."""
+
+    def __init__(self) -> None:
+        self.metrics: Any = None
+        self.exporter: Any = None
+        self.notifier: Any = None
+        self.systemd = SystemdNotifier()
+        self._snapshot_at = 0.0
+
+    def on_tick(self, engine: Engine) -> None:
+        self.systemd.tick(engine.describe() if not self.systemd.ready_sent else "")
+        if self.metrics is not None and time.monotonic() - self._snapshot_at >= 5.0:
+            self._snapshot_at = time.monotonic()
+            try:
+                from agent.live import snapshot
+
+                self.metrics.update_from_snapshot(snapshot(engine))
+            except Exception:  # noqa: BLE001, S110 - metrics never break the loop
+                pass
+
+    def close(self) -> None:
+        if self.notifier is not None:
+            self.notifier.stop(timeout=5.0)
+        if self.exporter is not None:
+            self.exporter.stop()
+
+
+def attach_ops(engine: Engine, config: Config) -> Ops:
+    """Subscribe metrics and notifications to the journal and start them (for `run`)."""
+    ops = Ops()
+    if config.metrics.enabled or config.metrics.textfile:
+        from agent.metrics import Metrics, MetricsExporter
+
+        ops.metrics = Metrics(host=config.agent.host, window=config.stop.window)
+        engine.journal.subscribe(ops.metrics.observe)
+        ops.exporter = MetricsExporter(config.metrics, ops.metrics)
+        ops.exporter.start()
+    if config.notify.targets:
+        from agent.notify import Notifier
+
+        count = None
+        if ops.metrics is not None:
+            ops.metrics.known_notify_targets([t.name for t in config.notify.targets])
+            count = ops.metrics.count_notification
+        ops.notifier = Notifier(config.notify, count=count)
+        engine.journal.subscribe(ops.notifier.observe)
+        ops.notifier.start()
+    return ops
+
+
 def build_engine(
     config: Config,
     *,
@@ -104,7 +157,10 @@ def build_engine(
         seed = config.agent.seed
     if seed is None:
         seed = random.SystemRandom().randrange(2**31)
-    journal = Journal(config.agent.journal, host=config.agent.host, seed=seed, dry_run=dry_run)
+    journal = Journal(
+        config.agent.journal, host=config.agent.host, seed=seed, dry_run=dry_run,
+        max_bytes=config.agent.journal_max_bytes, keep=config.agent.journal_keep,
+    )  # fmt: skip
     if dry_run:
         registry = FaultRegistry(DryRunFault(f, log) for f in registry.all())
         ledger: Any = MemoryLedger()

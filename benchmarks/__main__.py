@@ -1,6 +1,6 @@
 """Run every benchmark and write benchmarks/RESULTS.md.
 
-    python -m benchmarks [--quick] [--only discovery,inject,cli,heal,footprint,coordinator,report]
+    python -m benchmarks [--quick] [--only discovery,inject,cli,heal,footprint,coordinator,report,ops]
 
 Needs a Docker engine and the image chaos-base:bookworm (scripts/build-images.sh).
 Every container it creates is labelled chaos.bench=<run id> and removed at the end,
@@ -22,7 +22,7 @@ from typing import Any
 from benchmarks._common import REPO, Fleet, api_client, fmt_ms, machine
 
 HERE = Path(__file__).resolve().parent
-ALL = ("discovery", "inject", "cli", "heal", "footprint", "coordinator", "report")
+ALL = ("discovery", "inject", "cli", "heal", "footprint", "coordinator", "report", "ops")
 
 
 def _table(rows: dict[str, dict[str, float]], base: str | None = None) -> list[str]:
@@ -269,6 +269,12 @@ def main(argv: list[str] | None = None) -> int:
                 "",
             ]
             fleet.remove(ids)
+        if "ops" in only:
+            from benchmarks import bench_ops
+
+            _say("ops: footprint with metrics and notifications, scrape, hanging receiver")
+            raw["ops"], section = bench_ops.run(200, 20.0 if quick else 30.0)
+            md += section
         if "coordinator" in only:
             md += ["## Coordinator", ""]
             script = HERE / "bench_coordinator.py"

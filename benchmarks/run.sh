@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run every benchmark and write benchmarks/RESULTS.md (and RESULTS.json).
 #
-#   benchmarks/run.sh [--quick] [--only discovery,inject,cli,heal,footprint,coordinator,report]
+#   benchmarks/run.sh [--quick] [--only discovery,inject,cli,heal,footprint,coordinator,report,ops]
 #
 # Needs a Docker engine (scripts/docker-engine.sh) and the image chaos-base:bookworm
 # (scripts/build-images.sh). Chaos Toolkit, for the one-off comparison, goes into its own

@@ -10,6 +10,7 @@
 #   php      chaos-php:latest       apache2 + mod_php + php-mysql (scripts/images/php)
 #   mariadb  chaos-mariadb:latest   mariadb-server, primary/replica entrypoint
 #   haproxy  chaos-haproxy:latest   haproxy reading /usr/local/etc/haproxy/haproxy.cfg
+#   systemd  chaos-systemd:latest   systemd as PID 1 + the agent (tests the systemd unit)
 #
 # How: `debootstrap --variant=minbase` a Debian rootfs from the mirror the host's own apt
 # sources name, install packages with apt *in a chroot* (containers here cannot reach
@@ -42,6 +43,7 @@ AGENT_PACKAGES="python3-venv iptables nftables iproute2 util-linux tzdata"
 PHP_PACKAGES="apache2 libapache2-mod-php php-mysql"
 MARIADB_PACKAGES="mariadb-server mariadb-client"
 HAPROXY_PACKAGES="haproxy"
+SYSTEMD_PACKAGES="systemd systemd-sysv dbus procps"
 
 FORCE=0
 TARGETS=()
@@ -91,8 +93,8 @@ while (($#)); do
       usage
       exit 0
       ;;
-    all) TARGETS+=(base web agent php mariadb haproxy) ;;
-    base | web | agent | php | mariadb | haproxy) TARGETS+=("$1") ;;
+    all) TARGETS+=(base web agent php mariadb haproxy systemd) ;;
+    base | web | agent | php | mariadb | haproxy | systemd) TARGETS+=("$1") ;;
     *)
       usage >&2
       die "unknown argument: $1"
@@ -438,6 +440,14 @@ PY
     "$DOCKER" image rm "$stage" >/dev/null 2>&1 || true
   done
   cleanup_one "$ctx"
+}
+
+# systemd as PID 1 beside the agent's venv (copied from chaos-agent:latest): the unit's test bed.
+build_systemd() {
+  "$DOCKER" image inspect chaos-agent:latest >/dev/null 2>&1 || build_agent
+  build_rootfs_image chaos-systemd-rootfs:"$SUITE" "$BASE_PACKAGES $AGENT_PACKAGES $SYSTEMD_PACKAGES"
+  docker_build chaos-systemd:latest "$IMAGES_DIR/systemd" \
+    --build-arg BASE_IMAGE=chaos-systemd-rootfs:"$SUITE" --build-arg AGENT_IMAGE=chaos-agent:latest
 }
 
 # --- main --------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ if [[ "${CHAOS_SKIP_SETUP:-0}" != 1 ]]; then
   have nsenter || need+=(util-linux)
   have debootstrap || need+=(debootstrap)
   have pgrep || need+=(procps)
+  have prometheus || need+=(prometheus) # scrapes the agent in tests/test_metrics.py
   if ((${#need[@]})); then
     if [[ "$(id -u)" != 0 ]]; then
       say "missing ${need[*]}: install them (needs root) and run again"
