@@ -38,7 +38,20 @@ def _decode(line: bytes) -> dict[str, Any] | None:
 
 
 def stream_journal(path: Path) -> Iterator[dict[str, Any] | None]:
-    """Each line's event in file order; `None` for a line that cannot be one."""
+    """Each line's event across the rotated set (journal.jsonl.N .. journal.jsonl, oldest
+    first); `None` for a line that cannot be one."""
+    from agent.journal import journal_files
+
+    files = journal_files(path) or [path]
+    for file in files:
+        try:
+            yield from _stream_file(file)
+        except FileNotFoundError:  # rotated away while we listed
+            if file == path and len(files) == 1:
+                raise
+
+
+def _stream_file(path: Path) -> Iterator[dict[str, Any] | None]:
     with open(path, "rb") as fh:
         rest = b""
         oversize = False  # inside a line already longer than MAX_LINE: drop until newline

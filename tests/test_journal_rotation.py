@@ -10,8 +10,12 @@ import sys
 import textwrap
 import time
 
+import pytest
+
 from agent.journal import Journal, journal_files, journal_lines, read_journal, rotate
 from tests.conftest import REPO, run_cli, wait_for
+
+pytestmark = pytest.mark.pure
 
 
 def test_rotates_by_size_keeps_n_and_reads_oldest_first(tmp_path):

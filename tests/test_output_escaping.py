@@ -37,6 +37,8 @@ SLEEPER = (
 )
 LAUNCHER = """
 import subprocess, sys
+
+pytestmark = pytest.mark.host
 p = subprocess.Popen(sys.argv[1:], start_new_session=True,
                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 print(p.pid)

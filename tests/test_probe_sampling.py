@@ -17,6 +17,8 @@ from agent.journal import Journal, read_journal
 from agent.probes import ProbeResult, ProbeRunner, run_check
 from tests.conftest import wait_for
 
+pytestmark = pytest.mark.pure
+
 
 class _Slow(http.server.BaseHTTPRequestHandler):
     """Answers after `delay` seconds; counts requests in flight."""

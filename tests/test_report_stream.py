@@ -23,6 +23,8 @@ from agent.report_input import MAX_LINE, journal_paths, stream_journal
 from agent.report_trend import build_trend
 from tests.conftest import run_cli
 
+pytestmark = pytest.mark.pure
+
 T0 = 1_700_000_000.0
 
 

@@ -7,8 +7,12 @@ import os
 import socket
 import uuid
 
+import pytest
+
 from agent.systemd import SystemdNotifier, notify, systemd_transient_argv, under_systemd
 from tests.conftest import wait_for
+
+pytestmark = pytest.mark.pure
 
 
 def listener(address: str) -> socket.socket:

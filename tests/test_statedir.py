@@ -24,6 +24,8 @@ from tests.conftest import run_cli
 
 LAUNCHER = """
 import subprocess, sys
+
+pytestmark = pytest.mark.host
 p = subprocess.Popen(sys.argv[1:], start_new_session=True,
                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 print(p.pid)
