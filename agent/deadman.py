@@ -10,8 +10,8 @@ survives, so the mode follows how the agent runs ([agent] deadman, default auto)
   kill of the agent's container. It removes itself when nothing is left to heal.
 - systemd: a transient unit (systemd-run), outside the agent unit's cgroup:
   survives `systemctl kill`, `systemctl stop` and KillMode=control-group.
-- auto: container when the agent runs in a container, systemd when it runs under
-  systemd with systemd-run at hand, process otherwise.
+- auto: systemd when the agent runs as a systemd service with systemd-run at hand,
+  container when it runs in a container, process otherwise.
 - off: no dead-man (`chaos-agent heal`, or the agent's next start, heals).
 """
 
@@ -67,12 +67,13 @@ def resolve(mode: str, *, in_container: bool, environ: dict[str, str] | None = N
     if mode != "auto":
         return mode
     env = os.environ if environ is None else environ
-    if in_container:
-        return "container"
     from agent.systemd import under_systemd
 
+    # a unit first: systemd may itself run in a container, and outlives the agent's unit
     if under_systemd(env):
         return "systemd"
+    if in_container:
+        return "container"
     return "process"
 
 

@@ -444,7 +444,7 @@ def test_watchdog_heals_when_the_agent_is_gone_for_good(
     # the watchdog leaves once the agent is gone and nothing is pending
     def watchdogs() -> list[str]:
         out = subprocess.run(
-            ["pgrep", "-f", f"agent.watchdog --state-dir {tmp_path} "],
+            ["pgrep", "-f", f"agent.watchdog --state-dir {tmp_path / 'state'} "],
             capture_output=True,
             text=True,
         )

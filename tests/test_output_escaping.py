@@ -35,10 +35,10 @@ SLEEPER = (
     "ctypes.CDLL(None).prctl(15, sys.argv[1].encode(), 0, 0, 0)\n"
     "time.sleep(600)\n"
 )
+pytestmark = pytest.mark.host
+
 LAUNCHER = """
 import subprocess, sys
-
-pytestmark = pytest.mark.host
 p = subprocess.Popen(sys.argv[1:], start_new_session=True,
                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 print(p.pid)

@@ -22,10 +22,10 @@ from agent.model import ActiveFault
 from agent.statedir import StateDirUnsafe, check
 from tests.conftest import run_cli
 
+pytestmark = pytest.mark.host
+
 LAUNCHER = """
 import subprocess, sys
-
-pytestmark = pytest.mark.host
 p = subprocess.Popen(sys.argv[1:], start_new_session=True,
                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 print(p.pid)
