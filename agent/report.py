@@ -309,6 +309,16 @@ def _worst(verdicts: Iterable[str]) -> str:
     return max(verdicts, key=lambda v: _SEVERITY.get(v, 0), default=UNMEASURED)
 
 
+def severity(verdict: str) -> int:
+    """How bad a verdict is: dry-run < unmeasured < survived < degraded < outage."""
+    return _SEVERITY.get(verdict, 0)
+
+
+def worst_verdict(verdicts: Iterable[str]) -> str:
+    """The worst of `verdicts` (unmeasured when there are none)."""
+    return _worst(verdicts)
+
+
 def _fault_figures(f: FaultReport) -> str:
     parts = []
     for w in f.probes:

@@ -15,7 +15,7 @@ from typing import Any
 
 from agent.availability import Ratio
 from agent.durations import format_duration
-from agent.report import _SEVERITY, DRY_RUN, UNMEASURED, Report, _worst
+from agent.report import DRY_RUN, UNMEASURED, Report, severity, worst_verdict
 from agent.textsafe import printable
 
 BETTER, WORSE, SAME, NEW = "better", "worse", "same", "n/a"
@@ -48,7 +48,7 @@ def _point(journal: str, report: Report, group: str) -> TrendPoint:
     ttrs = [f.time_to_recover for f in faults if f.time_to_recover is not None]
     return TrendPoint(
         journal=journal,
-        verdict=_worst(f.verdict for f in faults) if faults else "",
+        verdict=worst_verdict(f.verdict for f in faults) if faults else "",
         faults=len(faults),
         availability=Ratio(ok, total),
         worst_time_to_recover=max(ttrs) if ttrs else None,
@@ -61,7 +61,7 @@ def _change(points: Sequence[TrendPoint]) -> str:
     if len(measured) < 2:
         return NEW
     first, last = measured[0], measured[-1]
-    a, b = _SEVERITY.get(first.verdict, 0), _SEVERITY.get(last.verdict, 0)
+    a, b = severity(first.verdict), severity(last.verdict)
     if a != b:
         return BETTER if b < a else WORSE
     fa, fb = first.availability.value, last.availability.value
