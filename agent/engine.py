@@ -304,7 +304,8 @@ class Engine:
         group = next(
             (g for g in group_targets(self._targets_like(target)) if g.name == target.group), None
         )
-        members = group.members if group else (target,)
+        # this host's share only (Swarm tasks on other nodes are their agents' to report)
+        members = tuple(m for m in (group.members if group else (target,)) if not m.remote)
         report = GroupReport(
             group=target.group,
             members=len(members),
@@ -448,9 +449,10 @@ class Engine:
                     except AgentError:
                         pass  # best effort: the lease expires by its TTL anyway
                 event = "healed_by_environment" if outcome.how == "environment" else "heal"
+                swarm = {} if outcome.converged_s is None else {"converged_s": outcome.converged_s}
                 self.journal.write(
                     event, how=outcome.how, detail=outcome.detail, reason=reason,
-                    **fault_fields(record),
+                    **swarm, **fault_fields(record),
                 )  # fmt: skip
                 name = printable(record.target_name)
                 self.log(f"healed {record.fault} {name}: {outcome.how} ({reason})")

@@ -17,16 +17,21 @@ from agent.engine import DryRunFault, Engine, MemoryLedger, Pinned
 from agent.errors import DockerUnavailable, NotEligible, TargetGone
 from agent.faults.base import Fault, FaultRegistry
 from agent.faults.container import container_faults
+from agent.faults.swarm import swarm_aware
 from agent.journal import Journal
 from agent.leases import LeaseProvider, LocalLeases
 from agent.ledger import Ledger
 from agent.model import Target
 from agent.planner import timing_from_schedule
 from agent.selection import Policy, enabled_faults, policy_from_config
+from agent.swarm import SwarmCluster, targets_from_snapshot
 
 
 def build_registry(
-    config: Config, docker: DockerEngine, warn: Callable[[str], None] | None = None
+    config: Config,
+    docker: DockerEngine,
+    warn: Callable[[str], None] | None = None,
+    cluster: SwarmCluster | None = None,
 ) -> FaultRegistry:
     faults: list[Fault] = list(container_faults(docker, warn))
     try:
@@ -41,11 +46,23 @@ def build_registry(
         pass
     else:
         faults.extend(process_faults(config))
-    return FaultRegistry(faults)
+    # on a Swarm node, tasks get Swarm-correct heals and refusals (agent/faults/swarm.py)
+    return FaultRegistry(swarm_aware(faults, docker, cluster or SwarmCluster(docker)))
 
 
-def discover_containers(config: Config, docker: DockerEngine, self_id: str) -> list[Target]:
+def discover_containers(
+    config: Config, docker: DockerEngine, self_id: str, cluster: SwarmCluster | None = None
+) -> list[Target]:
     label = f"{config.targets.label}={config.targets.value}"
+    if cluster is not None and cluster.active():
+        entries = docker.list_containers(label)
+        return targets_from_snapshot(
+            cluster.snapshot(),
+            entries,
+            label=config.targets.label,
+            value=config.targets.value,
+            self_id=self_id,
+        )
     return [
         target_from_list_entry(
             entry, label=config.targets.label, value=config.targets.value, self_id=self_id
@@ -64,11 +81,13 @@ def discover_all_containers(config: Config, docker: DockerEngine, self_id: str) 
     ]
 
 
-def make_discover(config: Config, docker: DockerEngine, self_id: str) -> Callable[[], list[Target]]:
+def make_discover(
+    config: Config, docker: DockerEngine, self_id: str, cluster: SwarmCluster | None = None
+) -> Callable[[], list[Target]]:
     def discover() -> list[Target]:
         found: list[Target] = []
         try:
-            found.extend(discover_containers(config, docker, self_id))
+            found.extend(discover_containers(config, docker, self_id, cluster))
         except DockerUnavailable:
             if not config.processes:
                 raise
@@ -144,7 +163,8 @@ def build_engine(
     docker: DockerEngine | None = None,
 ) -> Engine:
     docker = docker or DockerEngine()
-    registry = build_registry(config, docker, warn=log)
+    cluster = SwarmCluster(docker)
+    registry = build_registry(config, docker, warn=log, cluster=cluster)
     # probe only what may be chosen: the capability probe costs subprocesses
     enabled = {(kind, name) for kind, names in enabled_faults(config).items() for name in names}
     unavailable = registry.unavailable(only=enabled)
@@ -193,7 +213,7 @@ def build_engine(
         registry=registry,
         policy=policy,
         timing=timing,
-        discover=make_discover(config, docker, own_container_id()),
+        discover=make_discover(config, docker, own_container_id(), cluster),
         pin=make_pin(docker),
         ledger=ledger,
         journal=journal,

@@ -3,13 +3,14 @@
 #
 #   scripts/build-images.sh [--force] [TARGET...]
 #
-# TARGET: base web agent php mariadb haproxy | all (default: web agent)
+# TARGET: base web agent php mariadb haproxy swarmnode | all (default: web agent)
 #   base     chaos-base:bookworm    Debian minbase + python3 + ca-certificates
 #   web      chaos-web:latest       tiny python3 HTTP replica (scripts/images/web)
 #   agent    chaos-agent:latest     the agent itself (Dockerfile at the repo root)
 #   php      chaos-php:latest       apache2 + mod_php + php-mysql (scripts/images/php)
 #   mariadb  chaos-mariadb:latest   mariadb-server, primary/replica entrypoint
 #   haproxy  chaos-haproxy:latest   haproxy reading /usr/local/etc/haproxy/haproxy.cfg
+#   swarmnode chaos-swarmnode:latest a Docker engine (docker.io) in a container: Swarm tests
 #
 # How: `debootstrap --variant=minbase` a Debian rootfs from the mirror the host's own apt
 # sources name, install packages with apt *in a chroot* (containers here cannot reach
@@ -42,6 +43,7 @@ AGENT_PACKAGES="python3-venv iptables nftables iproute2 util-linux tzdata"
 PHP_PACKAGES="apache2 libapache2-mod-php php-mysql"
 MARIADB_PACKAGES="mariadb-server mariadb-client"
 HAPROXY_PACKAGES="haproxy"
+SWARMNODE_PACKAGES="docker.io iptables procps"
 
 FORCE=0
 TARGETS=()
@@ -91,8 +93,8 @@ while (($#)); do
       usage
       exit 0
       ;;
-    all) TARGETS+=(base web agent php mariadb haproxy) ;;
-    base | web | agent | php | mariadb | haproxy) TARGETS+=("$1") ;;
+    all) TARGETS+=(base web agent php mariadb haproxy swarmnode) ;;
+    base | web | agent | php | mariadb | haproxy | swarmnode) TARGETS+=("$1") ;;
     *)
       usage >&2
       die "unknown argument: $1"
@@ -372,6 +374,12 @@ build_haproxy() {
   build_rootfs_image chaos-haproxy-rootfs:"$SUITE" "$BASE_PACKAGES $HAPROXY_PACKAGES"
   docker_build chaos-haproxy:latest "$IMAGES_DIR/haproxy" \
     --build-arg BASE_IMAGE=chaos-haproxy-rootfs:"$SUITE"
+}
+
+build_swarmnode() {
+  build_rootfs_image chaos-swarmnode-rootfs:"$SUITE" "$BASE_PACKAGES $SWARMNODE_PACKAGES"
+  docker_build chaos-swarmnode:latest "$IMAGES_DIR/swarmnode" \
+    --build-arg BASE_IMAGE=chaos-swarmnode-rootfs:"$SUITE"
 }
 
 # The agent: wheels are downloaded ON THE HOST (containers cannot reach PyPI here) into the
