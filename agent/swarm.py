@@ -242,6 +242,8 @@ def targets_from_snapshot(
         task = current.get(target.id)
         service = snap.services.get(task.service_id) if task else None
         if task is None or service is None:
+            if not target.running and target.state != "paused":
+                continue  # a finished task kept as history: not a member of anything
             out.append(
                 _replace(
                     target,

@@ -7,7 +7,7 @@ if [ -d /sys/fs/cgroup ]; then
   mount -o remount,rw /sys/fs/cgroup 2>/dev/null || true
   for dir in /sys/fs/cgroup/*; do
     if mountpoint -q "$dir" 2>/dev/null; then
-      mount -o remount,rw "$dir" 2>/dev/null || true
+      mount -o remount,bind,rw "$dir" 2>/dev/null || true
     fi
   done
 fi
