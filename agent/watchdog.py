@@ -60,7 +60,10 @@ def _heal(record: ActiveFault, config_path: str | None, state_dir: Path) -> str:
     except AgentError as exc:
         journal.write("watchdog", how="failed", detail=exc.one_line(), **fault_fields(record))
         return "failed"
-    journal.write("watchdog", how=outcome.how, detail=outcome.detail, **fault_fields(record))
+    swarm = {} if outcome.converged_s is None else {"converged_s": outcome.converged_s}
+    journal.write(
+        "watchdog", how=outcome.how, detail=outcome.detail, **swarm, **fault_fields(record)
+    )
     return outcome.how if outcome.healed else "failed"
 
 

@@ -14,6 +14,7 @@ it is the wrapped fault, unchanged. On a task:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,6 +25,7 @@ from agent.model import ActiveFault, HealOutcome, Target
 from agent.swarm import SwarmCluster, convergence, is_task, refusal
 
 REPLACED_BY_SWARM = ("kill", "stop")
+CONVERGE_WAIT_S = 10.0  # per heal attempt; a later attempt (backoff) checks again
 
 
 class SwarmAware:
@@ -102,7 +104,14 @@ class SwarmAware:
                     return self.inner.heal(record)
             else:
                 service_id = self.cluster.service_of_container(record.target_id, labels)
-        conv = convergence(self.cluster.snapshot(), service_id, record.injected_at)
+        # Swarm starts the new task after its restart delay (5 s by default): wait a
+        # little here (on the heal pool) rather than journal a failed heal per poll
+        end = time.monotonic() + CONVERGE_WAIT_S
+        while True:
+            conv = convergence(self.cluster.snapshot(), service_id, record.injected_at)
+            if conv.converged or time.monotonic() >= end:
+                break
+            time.sleep(0.5)
         if not conv.converged:
             return HealOutcome(False, "failed", f"not converged yet: {conv.detail}")
         took = None if conv.at is None else max(0.0, conv.at - record.injected_at)
