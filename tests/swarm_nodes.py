@@ -55,21 +55,21 @@ class SwarmNodes:
 
     # -- life ---------------------------------------------------------------------------
     def start(self, images: Sequence[str]) -> SwarmNodes:
+        self.has_network = True  # first: close() must find it even if creating is interrupted
         _run(["docker", "network", "create", "--label", self.label, self.network])
-        self.has_network = True
         for name in self.names:
             sock_dir = self.folder / name
             sock_dir.mkdir()
             volume = f"{name}-lib"
-            _run(["docker", "volume", "create", "--label", self.label, volume])
             self.volumes.append(volume)
+            _run(["docker", "volume", "create", "--label", self.label, volume])
+            self.started.append(name)
             _run([
                 "docker", "run", "-d", "--name", name, "--hostname", name,
                 "--label", self.label, "--network", self.network, *NODE_FLAGS,
                 "-v", f"{volume}:/var/lib/docker", "-v", f"{sock_dir}:/run/swarmnode",
                 NODE_IMAGE,
             ])  # fmt: skip
-            self.started.append(name)
         for i in range(self.count):
             self._wait_engine(i)
         tar = self.folder / "images.tar"
@@ -111,6 +111,9 @@ class SwarmNodes:
             time.sleep(0.3)
 
     def close(self) -> None:
+        for i, name in enumerate(self.names):
+            if name in self.started:
+                self._thaw(i)
         for name in self.started:
             _run(["docker", "rm", "-f", "-v", name], check=False)
         for volume in self.volumes:
@@ -118,6 +121,30 @@ class SwarmNodes:
         if self.has_network:
             _run(["docker", "network", "rm", self.network], check=False)
         shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _thaw(self, i: int) -> None:
+        """Unpause what is paused inside node i: a frozen task process outlives its node's
+        dockerd and keeps the node container from being removed. Through the node's API,
+        then (cgroup v1) by thawing every freezer cgroup below the node container."""
+        try:
+            api = self.api(i)
+            try:
+                for c in api.containers(filters={"status": "paused"}):
+                    api.unpause(c["Id"])
+            finally:
+                api.close()
+        except Exception:  # noqa: BLE001, S110 - the engine may be gone: thaw below
+            pass
+        node_id = _run(["docker", "inspect", "-f", "{{.Id}}", self.names[i]], check=False)
+        root = Path("/sys/fs/cgroup/freezer/docker") / node_id
+        if not node_id or not root.is_dir():
+            return
+        for state in root.rglob("freezer.state"):
+            try:
+                if state.read_text().strip() != "THAWED":
+                    state.write_text("THAWED")
+            except OSError:
+                pass
 
     # -- access ---------------------------------------------------------------------------
     def url(self, i: int) -> str:
