@@ -275,7 +275,7 @@ def test_agent_run_against_the_swarm_reports_convergence(swarm: SwarmNodes, tmp_
     cfg.write_text(config_text(tmp_path / "state").replace("watchdog = false", "watchdog = true"))
     env = {"DOCKER_HOST": swarm.url(0)}
     t0 = time.time() - 1
-    done = run_cli("run", "--config", str(cfg), "--for", "25s", "--no-live", "--seed", "3",
+    done = run_cli("run", "--config", str(cfg), "--for", "15s", "--no-live", "--seed", "3",
                    env=env, timeout=240)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     report = run_cli("report", "--config", str(cfg), "--json", env=env, timeout=60)
