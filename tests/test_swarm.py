@@ -133,6 +133,8 @@ def started_after_dying(swarm: SwarmNodes, since: float) -> set[str]:
         died: set[str] = set()
         again: set[str] = set()
         for e in events:
+            if e["timeNano"] / 1e9 < since:
+                continue  # `since` of the API is whole seconds
             action = e.get("Action") or e.get("status")
             if action == "die":
                 died.add(e["id"])
@@ -178,7 +180,7 @@ def test_kill_and_stop_heal_by_convergence_never_by_starting_the_task(
     victim = local_member(engine, f"{STACK}/web")
     api = swarm.api(0)
     before = api.inspect_container(victim.id)["State"]["StartedAt"]
-    t0 = time.time() - 1
+    t0 = time.time()
     record = engine.inject_now(fault, victim.name, 1.0, force=False)
     assert record.extra.get("via") == "swarm"
     heal_when_due(engine)
@@ -274,7 +276,7 @@ def test_agent_run_against_the_swarm_reports_convergence(swarm: SwarmNodes, tmp_
     cfg = tmp_path / "agent.toml"
     cfg.write_text(config_text(tmp_path / "state").replace("watchdog = false", "watchdog = true"))
     env = {"DOCKER_HOST": swarm.url(0)}
-    t0 = time.time() - 1
+    t0 = time.time()
     done = run_cli("run", "--config", str(cfg), "--for", "15s", "--no-live", "--seed", "3",
                    env=env, timeout=240)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
