@@ -22,7 +22,7 @@ import pytest
 from agent.adapters.docker_engine import DockerEngine
 from agent.config import parse_toml_text
 from agent.engine import Engine
-from agent.errors import NotEligible
+from agent.errors import NotEligible, Unsupported
 from agent.wiring import build_engine
 from tests.conftest import SESSION, TEST_LABEL, WEB_IMAGE, need, run_cli, wait_for
 from tests.swarm_nodes import NODE_IMAGE, SwarmNodes
@@ -91,6 +91,29 @@ duration = "1s"
 [faults]
 enabled = ["kill", "stop", "pause", "restart"]
 """
+
+
+def test_network_fault_refused_when_the_tasks_pid_is_not_ours(
+    swarm: SwarmNodes, tmp_path: Path
+) -> None:
+    """The agent on this host reaches the node's engine from outside the node's PID
+    namespace: the task's PID means nothing here, so `partition` is refused (never an
+    nsenter into whatever local process has that number)."""
+    text = config_text(tmp_path / "state").replace('"restart"]', '"restart", "partition"]')
+    config = parse_toml_text(text, source="test")
+    docker = DockerEngine(base_url=swarm.url(0))
+    eng = build_engine(config, docker=docker, probes=False)
+    try:
+        wait_for(lambda: converged(swarm, f"{STACK}_web", 3), timeout=90, interval=0.3)
+        web = local_member(eng, f"{STACK}/web")
+        with pytest.raises(Unsupported, match="is not its process here"):
+            eng.inject_now("partition", web.name, 1.0, force=True)
+        assert not eng.active
+        events = [e["event"] for e in journal(eng)]
+        assert "inject" not in events and "inject_failed" in events
+    finally:
+        eng.heal_all("test end")
+        docker.close()
 
 
 @pytest.fixture

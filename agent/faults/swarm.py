@@ -8,6 +8,8 @@ it is the wrapped fault, unchanged. On a task:
   from the manager's task and node lists and reported with the time it took. The dead
   task container is never started again (that would be an orphan Swarm does not count);
 - pause and the namespace network faults: the wrapped fault's heal (unpause, rules removed);
+  a network fault is refused when the task's PID is not its process as seen from here
+  (an agent outside the node's PID namespace would enter an unrelated namespace);
 - restart, disconnect, and kill/stop where the restart policy means Swarm would never
   replace the task: refused with the reason (`agent.swarm.refusal`).
 """
@@ -19,9 +21,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from agent.adapters.docker_engine import DockerEngine
-from agent.errors import NotEligible, TargetGone
+from agent.errors import NotEligible, TargetGone, Unsupported
 from agent.faults.base import Fault
-from agent.model import ActiveFault, HealOutcome, Target
+from agent.model import NETWORK_FAULTS, ActiveFault, HealOutcome, Target
 from agent.swarm import SwarmCluster, convergence, is_task, refusal
 
 REPLACED_BY_SWARM = ("kill", "stop")
@@ -61,18 +63,25 @@ class SwarmAware:
     def describe(self, record: ActiveFault) -> str:
         return self.inner.describe(record)
 
-    def _task_labels(self, record: ActiveFault) -> dict[str, str] | None:
-        """The task container's labels, None when it is not a task (or gone)."""
+    def _task_info(self, record: ActiveFault) -> dict[str, Any] | None:
+        """The task container's inspect, None when it is not a task (or gone)."""
         if record.target_kind != "container":
             return None
         try:
             info = self.docker.inspect(record.target_id)
         except TargetGone:
             return None
-        labels = dict((info.get("Config") or {}).get("Labels") or {})
-        return labels if is_task(labels) else None
+        return info if is_task((info.get("Config") or {}).get("Labels") or {}) else None
+
+    def _task_labels(self, record: ActiveFault) -> dict[str, str] | None:
+        info = self._task_info(record)
+        return None if info is None else dict(info["Config"]["Labels"])
 
     def inject(self, record: ActiveFault) -> Mapping[str, Any]:
+        if self.name in NETWORK_FAULTS:
+            reason = self._foreign(record)
+            if reason:
+                raise Unsupported(reason)
         labels = self._task_labels(record) if self.name in REPLACED_BY_SWARM else None
         if labels is None:
             return self.inner.inject(record)
@@ -87,7 +96,17 @@ class SwarmAware:
             self.docker.stop(record.target_id, float(record.params.get("timeout", 10)))
         return {"via": "swarm", "swarm_service": service_id}
 
+    def _foreign(self, record: ActiveFault) -> str | None:
+        info = self._task_info(record)
+        if info is None:
+            return None
+        return foreign_pid_reason(int((info.get("State") or {}).get("Pid") or 0), record.target_id)
+
     def heal(self, record: ActiveFault) -> HealOutcome:
+        if self.name in NETWORK_FAULTS:
+            reason = self._foreign(record)
+            if reason:  # this agent could not have entered it either: nothing to undo
+                return HealOutcome(True, "already", f"nothing injected: {reason}")
         if self.name not in REPLACED_BY_SWARM or record.target_kind != "container":
             return self.inner.heal(record)
         if record.extra.get("via") not in (None, "swarm"):
@@ -119,6 +138,25 @@ class SwarmAware:
         if took is not None:
             detail += f", converged {took:.1f}s after the fault"
         return HealOutcome(True, "environment", detail, converged_s=took)
+
+
+def foreign_pid_reason(pid: int, container_id: str) -> str | None:
+    """None if host PID `pid` is this container's process as seen from here; else why not.
+
+    An agent reaching a node's engine from outside that node's PID namespace (another
+    machine's socket, an engine in a container) gets PIDs that mean nothing here: the
+    same number may be an unrelated local process, whose namespace must never be entered.
+    """
+    try:
+        with open(f"/proc/{int(pid)}/cgroup", encoding="utf-8", errors="replace") as fh:
+            if pid > 0 and container_id and container_id in fh.read():
+                return None
+    except OSError:
+        pass
+    return (
+        f"the task's PID {pid} is not its process here: run the agent on the task's node, "
+        "in the host PID namespace (docs/swarm.md)"
+    )
 
 
 def swarm_aware(faults: list[Fault], docker: DockerEngine, cluster: SwarmCluster) -> list[Fault]:
