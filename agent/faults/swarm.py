@@ -23,7 +23,7 @@ from typing import Any
 from agent.adapters.docker_engine import DockerEngine
 from agent.errors import NotEligible, TargetGone, Unsupported
 from agent.faults.base import Fault
-from agent.model import NETWORK_FAULTS, ActiveFault, HealOutcome, Target
+from agent.model import NETWORK_FAULTS, SWARM_SERVICE_ID, ActiveFault, HealOutcome, Target
 from agent.swarm import SwarmCluster, convergence, is_task, refusal
 
 REPLACED_BY_SWARM = ("kill", "stop")
@@ -48,7 +48,7 @@ class SwarmAware:
             snap = self.cluster.last
             service = None
             if snap is not None:
-                sid = target.labels.get("com.docker.swarm.service.id", "")
+                sid = target.labels.get(SWARM_SERVICE_ID, "")
                 service = snap.services.get(sid)
             reason = refusal(self.name, service)
             if reason:
