@@ -112,17 +112,13 @@ class SwarmAware:
         if record.extra.get("via") not in (None, "swarm"):
             return self.inner.heal(record)  # injected on a container that is not a task
         service_id = str(record.extra.get("swarm_service", ""))
-        if not service_id:
+        if not service_id:  # a crash before inject's facts were recorded
             labels = self._task_labels(record)
             if labels is None:
-                if not self.cluster.active():
-                    return self.inner.heal(record)
-                service_id = self.cluster.service_of_container(record.target_id, {})
-                if not service_id:
-                    # not a task, or its container was pruned: the plain heal decides
-                    return self.inner.heal(record)
-            else:
-                service_id = self.cluster.service_of_container(record.target_id, labels)
+                # not a task, or gone (a pruned task is gone too): the plain heal decides,
+                # and it never starts a container that no longer exists
+                return self.inner.heal(record)
+            service_id = self.cluster.service_of_container(record.target_id, labels)
         # Swarm starts the new task after its restart delay (5 s by default): wait a
         # little here (on the heal pool) rather than journal a failed heal per poll
         end = time.monotonic() + CONVERGE_WAIT_S
