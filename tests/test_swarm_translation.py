@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from agent.selection import Policy, evaluate, group_targets
 from agent.swarm import (
     convergence,
@@ -222,3 +224,35 @@ def test_the_coordinator_hears_only_this_nodes_share(tmp_path: Any) -> None:
     engine.pin = lambda _t: Pinned(started_at=T0, pid=0)
     engine.inject_now("pause", "shop_web.1.t1", 5.0, force=False)
     assert [(r.group, r.members, r.running) for r in heard] == [("shop/web", 1, 1)]
+
+
+class _Engine:
+    """Pure stand-in for the Docker adapter's /info reader (SwarmCluster's only need)."""
+
+    def __init__(self, swarm: dict[str, Any]) -> None:
+        self.swarm = swarm
+
+    def info(self) -> dict[str, Any]:
+        return {"Swarm": self.swarm}
+
+
+def test_a_worker_without_a_manager_endpoint_fails_discovery_in_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from agent.errors import DockerUnavailable
+    from agent.swarm import MANAGER_ENV, SwarmCluster
+
+    monkeypatch.delenv(MANAGER_ENV, raising=False)
+    worker = {"LocalNodeState": "active", "NodeID": "n2", "ControlAvailable": False}
+    cluster = SwarmCluster(_Engine(worker))  # type: ignore[arg-type]
+    assert cluster.active()
+    with pytest.raises(DockerUnavailable, match="worker") as err:
+        cluster.manager()
+    assert MANAGER_ENV in err.value.one_line()
+    monkeypatch.setenv(MANAGER_ENV, "unix:///run/manager.sock")
+    cluster = SwarmCluster(_Engine(worker))  # type: ignore[arg-type]
+    assert cluster.manager() is not cluster.local
+    manager = {"LocalNodeState": "active", "NodeID": "n1", "ControlAvailable": True}
+    local = _Engine(manager)
+    assert SwarmCluster(local).manager() is local  # type: ignore[arg-type, comparison-overlap]
+    assert not SwarmCluster(_Engine({"LocalNodeState": "inactive"})).active()  # type: ignore[arg-type]
