@@ -256,3 +256,26 @@ def test_a_worker_without_a_manager_endpoint_fails_discovery_in_one_line(
     local = _Engine(manager)
     assert SwarmCluster(local).manager() is local  # type: ignore[arg-type, comparison-overlap]
     assert not SwarmCluster(_Engine({"LocalNodeState": "inactive"})).active()  # type: ignore[arg-type]
+
+
+def test_the_report_shows_convergence_only_where_swarm_replaced_a_task() -> None:
+    from agent.report import build_report, render_table, report_to_json
+
+    def fault(fid: str, kind: str, t: float) -> dict[str, Any]:
+        return {"fault_id": fid, "fault": kind, "container": f"shop_web.{fid}",
+                "container_id": fid * 8, "group": "shop/web", "duration": 3.0}  # fmt: skip
+
+    events = [
+        {"event": "inject", "t": 100.0, **fault("a", "kill", 100.0)},
+        {"event": "healed_by_environment", "t": 104.0, "how": "environment",
+         "converged_s": 6.5, **fault("a", "kill", 100.0)},
+        {"event": "inject", "t": 110.0, **fault("b", "pause", 110.0)},
+        {"event": "heal", "t": 113.0, "how": "healed", **fault("b", "pause", 110.0)},
+    ]  # fmt: skip
+    report = build_report(events)
+    faults = {f["fault"]: f for f in report_to_json(report)["faults"]}
+    assert faults["kill"]["converged_s"] == 6.5 and faults["pause"]["converged_s"] is None
+    table = render_table(report)
+    assert "CONVERGED IN" in table
+    assert any("kill" in line and "6.5s" in line for line in table.splitlines())
+    assert "CONVERGED IN" not in render_table(build_report(events[2:]))
