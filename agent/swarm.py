@@ -18,7 +18,6 @@ cluster through a manager's Engine API (only managers answer /services, /tasks,
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -182,15 +181,21 @@ def refusal(fault: str, service: Service | None) -> str | None:
     return None
 
 
-def _live(task: Task, snap: Snapshot) -> bool:
-    return task.state == "running" and task.node_id in snap.ready_nodes
+def _live(task: Task, snap: Snapshot, dead: str = "") -> bool:
+    return (
+        task.state == "running"
+        and task.node_id in snap.ready_nodes
+        and not (dead and task.container_id == dead)
+    )
 
 
-def convergence(snap: Snapshot, service_id: str, since: float) -> Convergence:
+def convergence(snap: Snapshot, service_id: str, since: float, dead: str = "") -> Convergence:
     """Has the service got all its desired tasks running on ready nodes again?
 
     Replicated: one running task per slot for every desired replica, nothing desired
     running still on its way. Global: every task desired running on a ready node runs.
+    `dead`: the container the fault ended; right after the fault the manager may still
+    list its task as running (it has not noticed yet): that task never counts as running.
     `at`: the latest time a task created after `since` reached running.
     """
     service = snap.services.get(service_id)
@@ -203,17 +208,18 @@ def convergence(snap: Snapshot, service_id: str, since: float) -> Convergence:
     ]
     if service.mode == "replicated":
         desired = service.replicas or 0
-        running = len({t.slot for t in wanted if _live(t, snap)})
+        running = len({t.slot for t in wanted if _live(t, snap, dead)})
     else:
         desired = len({t.node_id for t in wanted})
-        running = len({t.node_id for t in wanted if _live(t, snap)})
-    pending = [t for t in wanted if t.state != "running"]
-    replaced = [t.state_at for t in wanted if _live(t, snap) and t.created_at >= since]
+        running = len({t.node_id for t in wanted if _live(t, snap, dead)})
+    pending = [t for t in wanted if not _live(t, snap, dead)]
+    replaced = [t.state_at for t in wanted if _live(t, snap, dead) and t.created_at >= since]
     at = max(replaced) if replaced else None
     ok = running >= desired and not pending
     detail = f"{running}/{desired} task(s) of {service.group} running"
     if pending:
-        detail += f", {len(pending)} on the way ({', '.join(sorted({t.state for t in pending}))})"
+        states = sorted({"ended" if t.container_id == dead else t.state for t in pending})
+        detail += f", {len(pending)} not running yet ({', '.join(states)})"
     return Convergence(ok, running, desired, at, detail)
 
 
@@ -346,14 +352,3 @@ class SwarmCluster:
             if task.container_id == container_id:
                 return task.service_id
         return ""
-
-    def wait_converged(
-        self, service_id: str, since: float, timeout: float, interval: float = 0.5
-    ) -> Convergence:
-        """Poll until the service converged (or `timeout`); for tests and benchmarks."""
-        end = time.monotonic() + timeout
-        while True:
-            conv = convergence(self.snapshot(), service_id, since)
-            if conv.converged or time.monotonic() > end:
-                return conv
-            time.sleep(interval)

@@ -79,7 +79,7 @@ def converge_once(nodes: SwarmNodes, i: int, fault: str) -> float:
     else:
         docker.stop(victim["Id"], 10)
     while True:
-        conv = convergence(cluster.snapshot(), sid, since)
+        conv = convergence(cluster.snapshot(), sid, since, dead=victim["Id"])
         if conv.converged and conv.at is not None:
             break
         time.sleep(0.2)

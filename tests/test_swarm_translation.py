@@ -154,11 +154,19 @@ def test_convergence_after_a_kill_reports_when_the_replacement_ran() -> None:
     ]
     snap = snapshot_from_json("n1", [service()], killed, NODES)
     conv = convergence(snap, "svc1", SINCE)
-    assert not conv.converged and conv.running == 2 and "on the way (starting)" in conv.detail
+    assert not conv.converged and conv.running == 2 and "not running yet (starting)" in conv.detail
     killed[1] = task("t1b", 1, "n1", "c1b", created=T5, at=T9)
     conv = convergence(snapshot_from_json("n1", [service()], killed, NODES), "svc1", SINCE)
     assert conv.converged and conv.running == conv.desired == 3
     assert conv.at is not None and abs((conv.at - SINCE) - 7.5) < 1e-6
+
+
+def test_right_after_a_kill_the_stale_running_task_does_not_count() -> None:
+    """The manager has not noticed the death yet: 3/3 'running', but one is our victim."""
+    snap = three_nodes()
+    assert convergence(snap, "svc1", SINCE).converged
+    conv = convergence(snap, "svc1", SINCE, dead="c2")
+    assert not conv.converged and conv.running == 2 and "(ended)" in conv.detail
 
 
 def test_a_task_reported_running_on_a_down_node_does_not_count() -> None:

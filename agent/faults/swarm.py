@@ -123,7 +123,9 @@ class SwarmAware:
         # little here (on the heal pool) rather than journal a failed heal per poll
         end = time.monotonic() + CONVERGE_WAIT_S
         while True:
-            conv = convergence(self.cluster.snapshot(), service_id, record.injected_at)
+            conv = convergence(
+                self.cluster.snapshot(), service_id, record.injected_at, dead=record.target_id
+            )
             if conv.converged or time.monotonic() >= end:
                 break
             time.sleep(0.5)
