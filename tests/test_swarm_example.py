@@ -48,8 +48,17 @@ def example(docker_api: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         ctx = work / "agent-image"
         ctx.mkdir()
         shutil.copytree(REPO / "agent", ctx / "agent", ignore=shutil.ignore_patterns("__pycache__"))
+        # the whole package and the entry point: the local image may hold another
+        # branch's build with modules this checkout does not have
+        (ctx / "chaos-agent").write_text(
+            "#!/opt/chaos-agent/bin/python3\nimport sys\nfrom agent.cli import main\n"
+            "sys.exit(main())\n"
+        )
         (ctx / "Dockerfile").write_text(
-            f"FROM chaos-agent:latest\nCOPY agent {SITE_PACKAGES}/agent\n"
+            f"FROM chaos-agent:latest\nUSER root\nRUN rm -rf {SITE_PACKAGES}/agent\n"
+            f"COPY agent {SITE_PACKAGES}/agent\n"
+            "COPY chaos-agent /opt/chaos-agent/bin/chaos-agent\n"
+            "RUN chmod 0755 /opt/chaos-agent/bin/chaos-agent\n"
         )
         nodes.cli(0, "build", "-q", "-t", "chaos-agent:latest", str(ctx), timeout=300)
         stack = work / "stack"
