@@ -15,10 +15,22 @@ from agent.adapters.docker_engine import DockerEngine, target_from_list_entry
 from agent.config import Config
 from agent.errors import DockerUnavailable, NotEligible, TargetGone
 from agent.model import Pinned, Target
+from agent.swarm import SwarmCluster, targets_from_snapshot
 
 
-def discover_containers(config: Config, docker: DockerEngine, self_id: str) -> list[Target]:
+def discover_containers(
+    config: Config, docker: DockerEngine, self_id: str, cluster: SwarmCluster | None = None
+) -> list[Target]:
     label = f"{config.targets.label}={config.targets.value}"
+    if cluster is not None and cluster.active():
+        # Swarm mode: groups are services across nodes (agent/swarm.py)
+        return targets_from_snapshot(
+            cluster.snapshot(),
+            docker.list_containers(label),
+            label=config.targets.label,
+            value=config.targets.value,
+            self_id=self_id,
+        )
     return [
         target_from_list_entry(
             entry, label=config.targets.label, value=config.targets.value, self_id=self_id
@@ -37,11 +49,13 @@ def discover_all_containers(config: Config, docker: DockerEngine, self_id: str) 
     ]
 
 
-def make_discover(config: Config, docker: DockerEngine, self_id: str) -> Callable[[], list[Target]]:
+def make_discover(
+    config: Config, docker: DockerEngine, self_id: str, cluster: SwarmCluster | None = None
+) -> Callable[[], list[Target]]:
     def discover() -> list[Target]:
         found: list[Target] = []
         try:
-            found.extend(discover_containers(config, docker, self_id))
+            found.extend(discover_containers(config, docker, self_id, cluster))
         except DockerUnavailable:
             if not config.processes:
                 raise

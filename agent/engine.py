@@ -509,9 +509,10 @@ class Engine:
                 self.heals.forget(record.fault_id)
                 self.leases.release(record.fault_id)
                 event = "healed_by_environment" if outcome.how == "environment" else "heal"
+                swarm = {} if outcome.converged_s is None else {"converged_s": outcome.converged_s}
                 self.journal.write(
                     event, how=outcome.how, detail=outcome.detail, reason=reason,
-                    **fault_fields(record),
+                    **swarm, **fault_fields(record),
                 )  # fmt: skip
                 name = printable(record.target_name)
                 self.log(f"healed {record.fault} {name}: {outcome.how} ({reason})")

@@ -21,7 +21,8 @@ RENEW_EVERY_MAX = 2.0  # renew at least this often, so a coordinator halt lands 
 def group_report(target: Target, seen: Sequence[Target]) -> GroupReport:
     """What the coordinator is told about the target's group, from the latest discovery."""
     group = next((g for g in group_targets(seen) if g.name == target.group), None)
-    members = group.members if group else (target,)
+    # this host's share only (Swarm tasks on other nodes are their agents' to report)
+    members = tuple(m for m in (group.members if group else (target,)) if not m.remote)
     return GroupReport(
         group=target.group,
         members=len(members),

@@ -18,6 +18,12 @@ LABEL_FAULTS = "chaos.faults"  # comma list of allowed faults, e.g. "kill,pause"
 LABEL_AGENT = "chaos.agent"  # set on the agent's own image/container: never a target
 COMPOSE_PROJECT = "com.docker.compose.project"
 COMPOSE_SERVICE = "com.docker.compose.service"
+# set by the Swarm engine on every task container (they override user labels)
+SWARM_SERVICE_ID = "com.docker.swarm.service.id"
+SWARM_SERVICE_NAME = "com.docker.swarm.service.name"
+SWARM_TASK_ID = "com.docker.swarm.task.id"
+SWARM_NODE_ID = "com.docker.swarm.node.id"
+STACK_NAMESPACE = "com.docker.stack.namespace"  # set by `docker stack deploy`
 # host processes opt in through an environment variable (read with psutil)
 PROCESS_GROUP_ENV = "CHAOS_GROUP"
 
@@ -48,6 +54,8 @@ class Target:
     allowed_faults: frozenset[str] | None = None  # None: every fault the config enables
     network_mode: str = ""  # "host", "none", "container:<id>", bridge/user network name
     pid: int = 0  # host PID of the main process, when known
+    remote: bool = False  # a Swarm task on another node: counted in its group, never faulted here
+    ineligible: str = ""  # discovery's reason it may not be faulted (e.g. an orphan task container)
 
     @property
     def running(self) -> bool:
@@ -148,6 +156,7 @@ class HealOutcome:
     healed: bool
     how: Literal["healed", "already", "environment", "gone", "failed"]
     detail: str = ""
+    converged_s: float | None = None  # Swarm: seconds from the fault until the service converged
 
 
 @dataclass(frozen=True)

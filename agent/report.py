@@ -87,6 +87,7 @@ class FaultReport:
     verdict: str
     overlaps: tuple[str, ...]  # fault ids active at the same time (attribution is shared)
     notes: tuple[str, ...]
+    converged_s: float | None = None  # Swarm: fault start until the service converged again
 
     def duration(self, span_end: float) -> float:
         return (self.end if self.end is not None else span_end) - self.start
@@ -220,6 +221,7 @@ class _Fault:
         self.start = start
         self.end: float | None = None
         self.heal_how = ""
+        self.converged_s: float | None = None
         self.stuck = False
         self.heal_failures = 0
         self.inject_seen = False
@@ -469,6 +471,7 @@ def build_report(events: Iterable[object]) -> Report:
             if f.end is None:
                 f.end = t
                 f.heal_how = _text(e.get("how"), "healed")
+                f.converged_s = _number(e.get("converged_s"))
                 f.stuck = False
         elif f is not None and kind == "heal_failed":
             f.heal_failures += 1
@@ -584,6 +587,7 @@ def _fault_reports(
                 verdict=DRY_RUN if f.dry_run else _judge(windows),
                 overlaps=tuple(ordered[j].fault_id for j in sorted(overlapping[i])),
                 notes=tuple(notes),
+                converged_s=f.converged_s,
             )
         )
     return tuple(reports)
@@ -738,6 +742,9 @@ def render_table(report: Report) -> str:
         names = [p.name for p in report.probes]
         headers = ["START", "FAULT", "TARGET", "GROUP", "DURATION"]
         headers += [printable(n, 20) for n in names] + ["RECOVERED IN", "VERDICT"]
+        swarm = any(f.converged_s is not None for f in report.faults)
+        if swarm:  # Swarm: time until the service had all its tasks running again
+            headers.append("CONVERGED IN")
         rows = []
         for f in report.faults:
             by_probe = {w.probe: w for w in f.probes}
@@ -753,6 +760,8 @@ def render_table(report: Report) -> str:
                 w = by_probe.get(n)
                 row.append(f"{_pct(w.during)} / {_pct(w.until_recovery)}" if w else "n/a")
             row += [_ttr(f), f.verdict + (" (stuck)" if f.stuck else "")]
+            if swarm:
+                row.append("-" if f.converged_s is None else format_duration(f.converged_s))
             rows.append(row)
         out += _table(headers, rows)
         if names:

@@ -184,6 +184,8 @@ def _verdict(
         return no("is the chaos agent itself")
     if t.protected:
         return no("protected (chaos.protect=true)")
+    if t.ineligible:
+        return no(t.ineligible)
     if fault is not None:
         return no(f"already under a fault ({fault.fault})")
     if not t.running:

@@ -84,8 +84,9 @@ class _Healer:
                     "watchdog", how="failed", detail=exc.one_line(), **fault_fields(record)
                 )
                 return "failed"
+            swarm = {} if outcome.converged_s is None else {"converged_s": outcome.converged_s}
             journal.write(
-                "watchdog", how=outcome.how, detail=outcome.detail, **fault_fields(record)
+                "watchdog", how=outcome.how, detail=outcome.detail, **swarm, **fault_fields(record)
             )
             return outcome.how if outcome.healed else "failed"
         finally:

@@ -15,19 +15,24 @@ from agent.errors import AgentError
 from agent.faults.base import Fault, FaultRegistry
 from agent.faults.container import container_faults
 from agent.faults.dryrun import DryRunFault
+from agent.faults.swarm import swarm_aware
 from agent.journal import Journal
 from agent.leases import LeaseProvider, LocalLeases
 from agent.ledger import Ledger, MemoryLedger
 from agent.model import Target
 from agent.planner import timing_from_schedule
 from agent.selection import Policy, enabled_faults, policy_from_config
+from agent.swarm import SwarmCluster
 from agent.systemd import SystemdNotifier
 
 __all__ = ["build_engine", "build_registry", "discover_all_containers", "make_leases"]
 
 
 def build_registry(
-    config: Config, docker: DockerEngine, warn: Callable[[str], None] | None = None
+    config: Config,
+    docker: DockerEngine,
+    warn: Callable[[str], None] | None = None,
+    cluster: SwarmCluster | None = None,
 ) -> FaultRegistry:
     faults: list[Fault] = list(container_faults(docker, warn))
     try:
@@ -42,7 +47,8 @@ def build_registry(
         pass
     else:
         faults.extend(process_faults(config))
-    return FaultRegistry(faults)
+    # on a Swarm node, tasks get Swarm-correct heals and refusals (agent/faults/swarm.py)
+    return FaultRegistry(swarm_aware(faults, docker, cluster or SwarmCluster(docker)))
 
 
 def make_leases(config: Config) -> LeaseProvider:
@@ -142,7 +148,8 @@ def build_engine(
     docker: DockerEngine | None = None,
 ) -> Engine:
     docker = docker or DockerEngine()
-    registry = build_registry(config, docker, warn=log)
+    cluster = SwarmCluster(docker)
+    registry = build_registry(config, docker, warn=log, cluster=cluster)
     # probe only what may be chosen: the capability probe costs subprocesses
     enabled = {(kind, name) for kind, names in enabled_faults(config).items() for name in names}
     unavailable = registry.unavailable(only=enabled)
@@ -196,7 +203,7 @@ def build_engine(
         registry=registry,
         policy=policy,
         timing=timing,
-        discover=make_discover(config, docker, own_container_id()),
+        discover=make_discover(config, docker, own_container_id(), cluster),
         pin=make_pin(docker),
         ledger=ledger,
         journal=journal,

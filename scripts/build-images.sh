@@ -3,7 +3,7 @@
 #
 #   scripts/build-images.sh [--force] [TARGET...]
 #
-# TARGET: base web agent php mariadb haproxy | all (default: web agent)
+# TARGET: base web agent php mariadb haproxy swarmnode | all (default: web agent)
 #   base     chaos-base:bookworm    Debian minbase + python3 + ca-certificates
 #   web      chaos-web:latest       tiny python3 HTTP replica (scripts/images/web)
 #   agent    chaos-agent:latest     the agent itself (Dockerfile at the repo root)
@@ -11,6 +11,7 @@
 #   mariadb  chaos-mariadb:latest   mariadb-server, primary/replica entrypoint
 #   haproxy  chaos-haproxy:latest   haproxy reading /usr/local/etc/haproxy/haproxy.cfg
 #   systemd  chaos-systemd:latest   systemd as PID 1 + the agent (tests the systemd unit)
+#   swarmnode chaos-swarmnode:latest a Docker engine (docker.io) in a container: Swarm tests
 #
 # How: `debootstrap --variant=minbase` a Debian rootfs from the mirror the host's own apt
 # sources name, install packages with apt *in a chroot* (containers here cannot reach
@@ -44,6 +45,7 @@ PHP_PACKAGES="apache2 libapache2-mod-php php-mysql"
 MARIADB_PACKAGES="mariadb-server mariadb-client"
 HAPROXY_PACKAGES="haproxy"
 SYSTEMD_PACKAGES="systemd systemd-sysv dbus procps"
+SWARMNODE_PACKAGES="docker.io iptables procps"
 
 FORCE=0
 TARGETS=()
@@ -93,8 +95,8 @@ while (($#)); do
       usage
       exit 0
       ;;
-    all) TARGETS+=(base web agent php mariadb haproxy systemd) ;;
-    base | web | agent | php | mariadb | haproxy | systemd) TARGETS+=("$1") ;;
+    all) TARGETS+=(base web agent php mariadb haproxy systemd swarmnode) ;;
+    base | web | agent | php | mariadb | haproxy | systemd | swarmnode) TARGETS+=("$1") ;;
     *)
       usage >&2
       die "unknown argument: $1"
@@ -374,6 +376,12 @@ build_haproxy() {
   build_rootfs_image chaos-haproxy-rootfs:"$SUITE" "$BASE_PACKAGES $HAPROXY_PACKAGES"
   docker_build chaos-haproxy:latest "$IMAGES_DIR/haproxy" \
     --build-arg BASE_IMAGE=chaos-haproxy-rootfs:"$SUITE"
+}
+
+build_swarmnode() {
+  build_rootfs_image chaos-swarmnode-rootfs:"$SUITE" "$BASE_PACKAGES $SWARMNODE_PACKAGES"
+  docker_build chaos-swarmnode:latest "$IMAGES_DIR/swarmnode" \
+    --build-arg BASE_IMAGE=chaos-swarmnode-rootfs:"$SUITE"
 }
 
 # The agent: wheels are downloaded ON THE HOST (containers cannot reach PyPI here) into the

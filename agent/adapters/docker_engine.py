@@ -265,6 +265,21 @@ class DockerEngine:
                 f"no container named {name_or_id!r}", hint="see `chaos-agent targets`"
             ) from None
 
+    # Swarm readers (agent/swarm.py): /info answers on every node; /services, /tasks and
+    # /nodes only on managers (a worker answers 503 "This node is not a swarm manager").
+    def info(self) -> dict[str, Any]:
+        return self._call("info", lambda: self.api.info())
+
+    def swarm_services(self) -> list[dict[str, Any]]:
+        """GET /services?status=true (ServiceStatus needs API >= 1.41)."""
+        return self._call("service ls", lambda: self.api.services(status=True))
+
+    def swarm_tasks(self, filters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        return self._call("task ls", lambda: self.api.tasks(filters=dict(filters or {})))
+
+    def swarm_nodes(self) -> list[dict[str, Any]]:
+        return self._call("node ls", lambda: self.api.nodes())
+
     def events(self, since: float | None = None, until: float | None = None) -> Iterator[Any]:
         """Engine events. Podman answers a history query whose `until` is at or before
         now with nothing: ask it until a second from now instead. (Podman also names the
