@@ -855,6 +855,7 @@ def report_to_json(report: Report) -> dict[str, Any]:
             "verdict": f.verdict,
             "overlaps": list(f.overlaps),
             "notes": list(f.notes),
+            "converged_s": f.converged_s,
         }
         for f in report.faults
     ]

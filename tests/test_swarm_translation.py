@@ -213,15 +213,15 @@ def test_the_coordinator_hears_only_this_nodes_share(tmp_path: Any) -> None:
     """Each node reports its own tasks; the coordinator sums the nodes' reports, so the
     whole service is counted once fleet-wide (never once per node)."""
     from agent.config import parse_toml_text
-    from agent.engine import Pinned
     from agent.leases import GroupReport, Lease, LocalLeases
-    from agent.model import Plan
+    from agent.model import Pinned, Plan
+    from agent.one_off import inject_now
     from agent.wiring import build_engine
 
     heard: list[GroupReport] = []
 
     class Listening(LocalLeases):
-        def acquire(self, plan: Plan, report: GroupReport) -> Lease:
+        def acquire(self, plan: Plan, report: GroupReport, timeout: Any = None) -> Lease:
             heard.append(report)
             return super().acquire(plan, report)
 
@@ -229,10 +229,10 @@ def test_the_coordinator_hears_only_this_nodes_share(tmp_path: Any) -> None:
     targets = targets_from_snapshot(snap, [entry("c1", "t1")], label="chaos.enable", value="true")
     config = parse_toml_text(f'[agent]\nstate_dir = "{tmp_path}"\n', source="test")
     engine = build_engine(config, dry_run=True, probes=False)
-    engine.leases = Listening()
+    engine.leases.provider = Listening()
     engine.discover = lambda: list(targets)
     engine.pin = lambda _t: Pinned(started_at=T0, pid=0)
-    engine.inject_now("pause", "shop_web.1.t1", 5.0, force=False)
+    inject_now(engine, "pause", "shop_web.1.t1", 5.0, force=False)
     assert [(r.group, r.members, r.running) for r in heard] == [("shop/web", 1, 1)]
 
 
