@@ -99,6 +99,7 @@ def arm(
     agent_container: str = "",
 ) -> Armed:
     """Start the dead-man for the agent run whose lock says `owner`."""
+    asked = mode
     mode = resolve(mode, in_container=bool(agent_container))
     name = short_name(owner)
     if mode == "container":
@@ -134,9 +135,12 @@ def arm(
             timeout=15,
             check=False,
         )
-        if done.returncode != 0:
+        if done.returncode == 0:
+            return Armed("systemd", unit)
+        if asked != "auto":
             raise OSError(f"systemd-run failed: {done.stderr.decode(errors='replace').strip()}")
-        return Armed("systemd", unit)
+        # auto: a detached process still survives a SIGKILL of the agent alone
+        mode, argv = "process", [sys.executable, "-m", "agent.watchdog"]
     if mode != "process":
         raise ConfigError(f"[agent] deadman: unknown mode {mode!r} (one of {', '.join(MODES)})")
     proc = subprocess.Popen(
