@@ -268,6 +268,11 @@ class DockerEngine:
     # Swarm readers (agent/swarm.py): /info answers on every node; /services, /tasks and
     # /nodes only on managers (a worker answers 503 "This node is not a swarm manager").
     def info(self) -> dict[str, Any]:
+        if self._local_socket() is not None:  # every discovery asks it once: no SDK import
+            found = self._get("info", "/info")
+            if not isinstance(found, dict):
+                raise FaultFailed("docker info: not an object")
+            return found
         return self._call("info", lambda: self.api.info())
 
     def swarm_services(self) -> list[dict[str, Any]]:
