@@ -23,6 +23,7 @@ from agent.adapters.docker_engine import DockerEngine
 from agent.config import parse_toml_text
 from agent.engine import Engine
 from agent.errors import NotEligible, Unsupported
+from agent.one_off import inject_now
 from agent.wiring import build_engine
 from tests.conftest import SESSION, TEST_LABEL, WEB_IMAGE, need, run_cli, wait_for
 from tests.swarm_nodes import NODE_IMAGE, SwarmNodes
@@ -107,7 +108,7 @@ def test_network_fault_refused_when_the_tasks_pid_is_not_ours(
         wait_for(lambda: converged(swarm, f"{STACK}_web", 3), timeout=90, interval=0.3)
         web = local_member(eng, f"{STACK}/web")
         with pytest.raises(Unsupported, match="is not its process here"):
-            eng.inject_now("partition", web.name, 1.0, force=True)
+            inject_now(eng, "partition", web.name, 1.0, force=True)
         assert not eng.active
         events = [e["event"] for e in journal(eng)]
         assert "inject" not in events and "inject_failed" in events
@@ -204,7 +205,7 @@ def test_kill_and_stop_heal_by_convergence_never_by_starting_the_task(
     api = swarm.api(0)
     before = api.inspect_container(victim.id)["State"]["StartedAt"]
     t0 = time.time()
-    record = engine.inject_now(fault, victim.name, 1.0, force=False)
+    record = inject_now(engine, fault, victim.name, 1.0, force=False)
     assert record.extra.get("via") == "swarm"
     heal_when_due(engine)
     heal = next(
@@ -230,7 +231,7 @@ def test_pause_heals_by_unpause_and_swarm_keeps_the_task(engine: Engine, swarm: 
     wait_for(lambda: converged(swarm, service, 3), timeout=90, interval=0.3)
     victim = local_member(engine, f"{STACK}/web")
     tasks_before = {t["ID"] for t in running_tasks(swarm, service)}
-    engine.inject_now("pause", victim.name, 1.0, force=False)
+    inject_now(engine, "pause", victim.name, 1.0, force=False)
     api = swarm.api(0)
     assert api.inspect_container(victim.id)["State"]["Paused"]
     heal_when_due(engine)
@@ -246,9 +247,9 @@ def test_refusals_say_why_and_touch_nothing(engine: Engine, swarm: SwarmNodes) -
     web = local_member(engine, f"{STACK}/web")
     once = local_member(engine, f"{STACK}/once")
     with pytest.raises(NotEligible, match="orphan"):
-        engine.inject_now("restart", web.name, 1.0, force=True)
+        inject_now(engine, "restart", web.name, 1.0, force=True)
     with pytest.raises(NotEligible, match="never replaces a stopped task"):
-        engine.inject_now("stop", once.name, 1.0, force=True)
+        inject_now(engine, "stop", once.name, 1.0, force=True)
     assert not engine.active
     # refused before the ledger: no intent was ever written
     path = engine.config.agent.journal
