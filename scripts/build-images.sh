@@ -482,6 +482,6 @@ done
 for old_id in "${REPLACED[@]+"${REPLACED[@]}"}"; do
   # still tagged (a cache hit rebuilt the same image): keep it
   tags="$("$DOCKER" image inspect --format '{{len .RepoTags}}' "$old_id" 2>/dev/null || echo 1)"
-  [[ "$tags" == 0 ]] && "$DOCKER" image rm "$old_id" >/dev/null 2>&1
+  if [[ "$tags" == 0 ]]; then "$DOCKER" image rm "$old_id" >/dev/null 2>&1 || true; fi
 done
 log "done in $((SECONDS - total_start))s"
