@@ -94,31 +94,42 @@ class Ledger:
             ) from None
 
 
-def lock_holder(state_dir: Path) -> str | None:
-    """What the holder of <state_dir>/agent.lock wrote ("<pid> <token>"), or None if free.
+def _written(fd: int, size: int) -> str:
+    """What the lock's holder wrote; it may be between its truncate and its write."""
+    text = ""
+    for _ in range(40):
+        text = os.pread(fd, size, 0).decode("utf-8", "replace").strip()
+        if text:
+            break
+        time.sleep(0.005)
+    return text
 
-    The one liveness probe of an agent (status, the dead-man): a flock is released by
-    the kernel when its holder dies, in whatever container or unit it ran.
+
+def held_text(path: Path, *, size: int = 80, empty: str = "?") -> str | None:
+    """What the holder of the flock on `path` wrote (`empty` if nothing), or None if free.
+
+    The one liveness probe for the state directory's locks (the agent's, the dead-man's):
+    a flock is released by the kernel when its holder dies, in whatever container or unit
+    it ran, so it works where a PID would not.
     """
     try:
-        fd = os.open(state_dir / "agent.lock", os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
         return None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
-        text = ""
-        for _ in range(40):  # the winner may be between its truncate and its write
-            text = os.pread(fd, 80, 0).decode("ascii", "replace").strip()
-            if text:
-                break
-            time.sleep(0.005)
-        return text or "?"
+        return _written(fd, size) or empty
     else:
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None
     finally:
         os.close(fd)
+
+
+def lock_holder(state_dir: Path) -> str | None:
+    """What the agent holding <state_dir>/agent.lock wrote ("<pid> <token>"), or None."""
+    return held_text(state_dir / "agent.lock")
 
 
 class StateLock:
@@ -150,13 +161,7 @@ class StateLock:
                         raise
                     time.sleep(0.01)
         except BlockingIOError:
-            holder = ""
-            for _ in range(40):  # the winner may be between its truncate and its write
-                holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
-                if holder:
-                    break
-                time.sleep(0.005)
-            holder = holder.split(" ")[0] or "?"
+            holder = _written(fd, 64).split(" ")[0] or "?"
             os.close(fd)
             raise LockHeld(
                 f"another chaos-agent (pid {holder}) is using the state directory {self.path.parent}",

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import AgentError
-from agent.ledger import Ledger, lock_holder
+from agent.ledger import Ledger, held_text, lock_holder
 from agent.model import ActiveFault
 
 GRACE = 2.0  # the agent heals on time; act only when it evidently did not
@@ -136,19 +136,7 @@ def _announce(state_dir: Path, describe: str) -> int | None:
 
 def deadman_holder(state_dir: Path) -> str | None:
     """What the live dead-man of this state dir said it is, or None if none is armed."""
-    try:
-        fd = os.open(state_dir / DEADMAN_LOCK, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "armed"
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
-    finally:
-        os.close(fd)
+    return held_text(state_dir / DEADMAN_LOCK, size=200, empty="armed")
 
 
 def watch(state_dir: Path, owner: str, config_path: str | None, describe: str = "") -> int:
