@@ -21,6 +21,7 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 SESSION = uuid.uuid4().hex[:8]
 TEST_LABEL = "chaos.test"
 WEB_IMAGE = os.environ.get("CHAOS_WEB_IMAGE", "chaos-web:latest")
+AGENT_IMAGE = os.environ.get("CHAOS_TEST_AGENT_IMAGE", "chaos-agent:latest")
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.05) -> Any:
@@ -82,6 +83,16 @@ def web_image(docker_api: Any) -> str:
     except Exception:  # noqa: BLE001
         need(False, f"image {WEB_IMAGE} (build it with scripts/build-images.sh)")
     return WEB_IMAGE
+
+
+@pytest.fixture(scope="session")
+def agent_image(docker_api: Any) -> str:
+    """The agent's own image (CHAOS_TEST_AGENT_IMAGE overrides the tag)."""
+    try:
+        docker_api.inspect_image(AGENT_IMAGE)
+    except Exception:  # noqa: BLE001
+        need(False, f"image {AGENT_IMAGE} (scripts/build-images.sh agent)")
+    return AGENT_IMAGE
 
 
 @pytest.fixture
@@ -174,3 +185,19 @@ def ledger_faults(state_dir: Path) -> list[dict[str, Any]]:
 
     path = state_dir / "ledger.json"
     return json.loads(path.read_text())["faults"] if path.exists() else []
+
+
+def journal_events(state_dir: Path) -> list[dict[str, Any]]:
+    """The events of a state directory's journal, a torn line (a writer killed) skipped."""
+    import json
+
+    path = state_dir / "journal.jsonl"
+    if not path.exists():
+        return []
+    events = []
+    for line in path.read_text().splitlines():
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            pass
+    return events

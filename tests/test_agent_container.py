@@ -10,19 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SESSION, TEST_LABEL, need
+from tests.conftest import AGENT_IMAGE, SESSION, TEST_LABEL
 
 pytestmark = pytest.mark.docker
-AGENT_IMAGE = "chaos-agent:latest"
-
-
-@pytest.fixture(scope="module")
-def agent_image(docker_api) -> str:
-    try:
-        docker_api.inspect_image(AGENT_IMAGE)
-    except Exception:  # noqa: BLE001
-        need(False, f"image {AGENT_IMAGE} (scripts/build-images.sh agent)")
-    return AGENT_IMAGE
 
 
 def run_agent_container(

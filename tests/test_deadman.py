@@ -11,7 +11,6 @@ the ledger, and remove itself: nothing is left afterwards.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 import uuid
@@ -21,20 +20,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import SESSION, TEST_LABEL, ledger_faults, need, wait_for
+from tests.conftest import AGENT_IMAGE, SESSION, TEST_LABEL, journal_events, ledger_faults, wait_for
 
 pytestmark = pytest.mark.docker
-AGENT_IMAGE = os.environ.get("CHAOS_TEST_AGENT_IMAGE", "chaos-agent:latest")
 DEADMAN_LABEL = "chaos.deadman.owner"
-
-
-@pytest.fixture(scope="module")
-def agent_image(docker_api: Any) -> str:
-    try:
-        docker_api.inspect_image(AGENT_IMAGE)
-    except Exception:  # noqa: BLE001
-        need(False, f"image {AGENT_IMAGE} (scripts/build-images.sh agent)")
-    return AGENT_IMAGE
 
 
 @pytest.fixture
@@ -53,21 +42,8 @@ def agent_containers(docker_api: Any) -> Iterator[list[str]]:
 _owners: list[str] = []
 
 
-def events(state: Path) -> list[dict[str, Any]]:
-    path = state / "journal.jsonl"
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            pass
-    return out
-
-
 def first(state: Path, kind: str) -> dict[str, Any] | None:
-    return next((e for e in events(state) if e.get("event") == kind), None)
+    return next((e for e in journal_events(state) if e.get("event") == kind), None)
 
 
 def start_agent_container(
@@ -186,7 +162,7 @@ def test_killed_agent_container_is_healed_by_its_sibling_deadman(
         interval=0.2,
     )
     assert ledger_faults(state) == []
-    assert any(e["event"] == "watchdog" and e.get("how") != "failed" for e in events(state))
+    assert any(e["event"] == "watchdog" and e.get("how") != "failed" for e in journal_events(state))
 
 
 def test_deadman_stands_down_when_the_agent_heals_itself(
@@ -208,4 +184,4 @@ def test_deadman_stands_down_when_the_agent_heals_itself(
         interval=0.2,
     )
     assert ledger_faults(state) == []
-    assert not [e for e in events(state) if e["event"] == "watchdog"], "healed twice"
+    assert not [e for e in journal_events(state) if e["event"] == "watchdog"], "healed twice"

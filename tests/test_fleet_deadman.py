@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import need, start_agent, wait_for
+from tests.conftest import journal_events, need, start_agent, wait_for
 from tests.coordinator_sshd import SshdServer, sshd_available
 
 pytestmark = [pytest.mark.docker, pytest.mark.sshd]
@@ -95,16 +95,7 @@ renew_margin = "0.5s"
 
 
 def journal(base: Path) -> list[dict[str, Any]]:
-    path = base / "state" / "journal.jsonl"
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            pass
-    return out
+    return journal_events(base / "state")
 
 
 class PauseEvents:
