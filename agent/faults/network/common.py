@@ -1,0 +1,185 @@
+"""Identity pinning and the base of the faults that act inside a container's network namespace.
+
+Identity is pinned: the namespace fd is opened from a freshly inspected PID, and the
+container's id and State.StartedAt must equal the record. A restarted container has a
+new namespace (our rules died with the old one): heal reports "environment" and
+never touches the new instance. A vanished container is "gone".
+
+Containers that share a network namespace (network_mode container:<id>, compose
+`service:X`) are refused on both sides: a rule in X's namespace would hit all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from agent.adapters import netns
+from agent.adapters.docker_engine import DockerEngine, own_container_id
+from agent.config import Config
+from agent.errors import AgentError, IdentityChanged, TargetGone, Unsupported
+from agent.model import ActiveFault, HealOutcome, Target, TargetKind
+
+# --- identity ------------------------------------------------------------------------------
+
+
+def networks_of(info: Mapping[str, Any]) -> dict[str, Any]:
+    return dict((info.get("NetworkSettings") or {}).get("Networks") or {})
+
+
+def is_same_instance(info: Mapping[str, Any], record: ActiveFault) -> bool:
+    state = info.get("State") or {}
+    return (
+        info.get("Id") == record.target_id
+        and bool(state.get("Running"))
+        and (not record.started_at or state.get("StartedAt") == record.started_at)
+        and int(state.get("Pid") or 0) > 1
+    )
+
+
+def open_pinned(docker: DockerEngine, record: ActiveFault) -> netns.NetnsHandle:
+    """The target's namespace, pinned; IdentityChanged if it is not the recorded instance.
+
+    TargetGone if the container no longer exists. The PID comes from a fresh inspect,
+    and a second inspect after opening the fd proves the fd is that instance's namespace.
+    """
+    info = docker.inspect(record.target_id)
+    if not is_same_instance(info, record):
+        raise IdentityChanged(changed_reason(info, record))
+    pid = int(info["State"]["Pid"])
+    reason = netns.host_pid_visible(pid)
+    if reason:
+        raise Unsupported(reason)
+    handle = netns.NetnsHandle(pid)
+    try:
+        again = docker.inspect(record.target_id)
+        if not is_same_instance(again, record) or int(again["State"]["Pid"]) != pid:
+            raise IdentityChanged(changed_reason(again, record))
+    except BaseException:
+        handle.close()
+        raise
+    return handle
+
+
+def changed_reason(info: Mapping[str, Any], record: ActiveFault) -> str:
+    state = info.get("State") or {}
+    if not state.get("Running"):
+        return f"{record.target_name} is not running ({state.get('Status', '?')})"
+    return (
+        f"{record.target_name} was restarted or recreated (started {state.get('StartedAt')}, "
+        f"recorded {record.started_at})"
+    )
+
+
+def shared_namespace_reason(docker: DockerEngine, target: Target) -> str | None:
+    """Why a container sharing a network namespace (either side) is refused, or None."""
+    mode = target.network_mode
+    if mode == "host":
+        return "uses the host's network (network_mode: host): a rule would hit the host itself"
+    if mode == "none":
+        return "has no network (network_mode: none)"
+    if mode.startswith("container:"):
+        return (
+            "shares the network namespace of another container "
+            f"({mode[:22]}): a rule there would hit every container in it"
+        )
+    sharers = []
+    for entry in docker.list_containers():
+        other = str((entry.get("HostConfig") or {}).get("NetworkMode", ""))
+        if not other.startswith("container:"):
+            continue
+        ref = other.split(":", 1)[1]
+        name = target.name.lstrip("/")
+        if ref and (target.id.startswith(ref) or ref == name):
+            names = entry.get("Names") or [str(entry.get("Id", ""))[:12]]
+            sharers.append(str(names[0]).lstrip("/"))
+    if sharers:
+        return (
+            f"{len(sharers)} other container(s) share its network namespace "
+            f"({', '.join(sorted(sharers)[:3])}): they would be hit too"
+        )
+    return None
+
+
+# --- base ------------------------------------------------------------------------------
+
+
+class NetnsFault:
+    """Shared plumbing for faults that act inside the target's namespace."""
+
+    name = ""
+    kind: TargetKind = "container"
+
+    def __init__(self, docker: DockerEngine, config: Config | None = None) -> None:
+        self.docker = docker
+        self.config = config
+
+    # protocol ------------------------------------------------------------------
+    def unavailable(self) -> str | None:
+        return self._capability() or pid_namespace_reason(self.docker)
+
+    def _capability(self) -> str | None:
+        raise NotImplementedError
+
+    def refuse(self, target: Target) -> str | None:
+        return shared_namespace_reason(self.docker, target)
+
+    def artifacts(
+        self, fault_id: str, target: Target, params: Mapping[str, Any]
+    ) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    def describe(self, record: ActiveFault) -> str:
+        seconds = max(0.0, record.deadline - record.injected_at)
+        return f"{self.name} {record.target_name} ({record.group}) for {seconds:g}s"
+
+    def inject(self, record: ActiveFault) -> Mapping[str, Any]:
+        netns.check_fault_id(record.fault_id)
+        with open_pinned(self.docker, record) as ns:
+            facts = self._apply(ns, record)
+            facts["netns_inode"] = ns.inode
+            return facts
+
+    def heal(self, record: ActiveFault) -> HealOutcome:
+        netns.check_fault_id(record.fault_id)
+        try:
+            handle = open_pinned(self.docker, record)
+        except TargetGone:
+            return HealOutcome(True, "gone", f"{record.target_name} no longer exists")
+        except IdentityChanged as exc:
+            return HealOutcome(True, "environment", exc.message)
+        try:
+            with handle as ns:
+                inode = record.extra.get("netns_inode")
+                if inode and int(inode) != ns.inode:
+                    return HealOutcome(True, "environment", "the container has a new namespace")
+                removed = self._undo(ns, record)
+        except AgentError as exc:
+            return HealOutcome(False, "failed", exc.one_line())
+        if removed:
+            return HealOutcome(True, "healed", "; ".join(removed)[:500])
+        return HealOutcome(True, "already", "no artifact of this fault was left")
+
+    # per fault -------------------------------------------------------------------
+    def _apply(self, ns: netns.NetnsHandle, record: ActiveFault) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _undo(self, ns: netns.NetnsHandle, record: ActiveFault) -> list[str]:
+        raise NotImplementedError
+
+
+def pid_namespace_reason(docker: DockerEngine) -> str | None:
+    """When the agent runs in a container it needs the host PID namespace."""
+    own = own_container_id()
+    if not own:
+        return None
+    try:
+        info = docker.inspect(own)
+    except AgentError:
+        return None
+    if (info.get("HostConfig") or {}).get("PidMode") != "host":
+        return (
+            "the agent's container is not in the host PID namespace: "
+            "it cannot enter containers' namespaces (set pid: host)"
+        )
+    return None
