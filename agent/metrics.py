@@ -17,6 +17,7 @@ from typing import Any
 
 from agent.errors import ConfigError
 from agent.ops_config import MetricsSection
+from agent.outcomes import FaultOutcomes
 
 try:
     from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
@@ -24,6 +25,7 @@ except ImportError:  # pragma: no cover - the extra is not installed
     CollectorRegistry = None  # type: ignore[assignment,misc]
 
 DURATION_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+RECOVERY_BUCKETS = (0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1800)
 LATENESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 # skip sentences -> a bounded reason code (first match wins)
@@ -85,6 +87,8 @@ class Metrics:
         self.active = Gauge(p + "active_faults", "Faults active now", ["fault", "group"], registry=r)  # fmt: skip
         self.duration = Histogram(p + "fault_duration_seconds", "Time from inject to heal", ["fault"], buckets=DURATION_BUCKETS, registry=r)  # fmt: skip
         self.lateness = Histogram(p + "heal_lateness_seconds", "Heal time minus the fault's deadline", ["fault"], buckets=LATENESS_BUCKETS, registry=r)  # fmt: skip
+        self.recovery = Histogram(p + "time_to_recover_seconds", "From a fault's start until every probe that failed during it succeeded again (faults that hurt a probe and recovered)", ["fault"], buckets=RECOVERY_BUCKETS, registry=r)  # fmt: skip
+        self.verdicts = Counter(p + "fault_verdicts", "Faults judged by the report's rules, by group and verdict", ["group", "verdict"], registry=r)  # fmt: skip
         self.heals = Counter(p + "heals", "Heal attempts by outcome", ["outcome"], registry=r)  # fmt: skip
         self.stuck = Gauge(p + "stuck_faults", "Faults whose heal is stuck", registry=r)  # fmt: skip
         self.probe_up = Gauge(p + "probe_up", "Last result of a probe (1 ok, 0 failed)", ["probe"], registry=r)  # fmt: skip
@@ -113,6 +117,7 @@ class Metrics:
         self._samples: dict[str, deque[tuple[float, bool]]] = {}
         self._active: dict[str, tuple[str, str]] = {}  # fault_id -> (fault, group)
         self._stuck: set[str] = set()
+        self._outcomes = FaultOutcomes()
         self._lock = threading.Lock()
 
     # -- the observer ----------------------------------------------------------------------
@@ -123,6 +128,10 @@ class Metrics:
             handler = getattr(self, "_on_" + name, None)
             if handler is not None:
                 handler(e)
+            for judged in self._outcomes.observe(e):
+                self.verdicts.labels(judged.group, judged.verdict).inc()
+                if judged.time_to_recover is not None:
+                    self.recovery.labels(judged.fault).observe(judged.time_to_recover)
 
     def _fault_labels(self, e: dict[str, Any]) -> tuple[str, str]:
         return str(e.get("fault", "")), str(e.get("group", ""))

@@ -23,6 +23,8 @@ from collections.abc import Callable
 from typing import Any
 
 from agent.ops_config import NotifySection, NotifyTarget
+from agent.outcomes import FaultOutcomes, GroupOutcomes
+from agent.report import GroupVerdict
 from agent.textsafe import printable
 
 FAULT_EVENTS = ("inject", "heal", "healed_by_environment")
@@ -33,15 +35,31 @@ def _fault_text(e: dict[str, Any]) -> str:
     return f"{printable(e.get('fault', ''), 40)} {printable(e.get('container', ''), 80)}"
 
 
+def _group_line(group: GroupVerdict, faults: int) -> str:
+    name = printable(group.group, 80)
+    plural = "s" * (faults != 1)
+    if group.verdict in ("survived", "unmeasured", "dry-run"):
+        return f"group {name}: {group.verdict} ({faults} fault{plural})"
+    word = "OUTAGE" if group.verdict == "outage" else group.verdict
+    return f"group {name}: {word} ({faults} fault{plural}); {printable(group.reason, 300)}"
+
+
 class Messages:
-    """Journal events -> message text (None: not for people). Tracks probe results for the verdict."""
+    """Journal events -> message text (None: not for people).
+
+    Tracks probe results and judges each fault as `report` would (agent.outcomes), for the
+    verdict per group in the stop message.
+    """
 
     def __init__(self, events: tuple[str, ...]) -> None:
         self.events = set(events)
         self.probes: dict[str, list[int]] = {}  # probe -> [ok, total]
+        self.outcomes = FaultOutcomes()
+        self.groups = GroupOutcomes()
 
     def text(self, e: dict[str, Any]) -> str | None:
         name = e.get("event")
+        self.groups.add(self.outcomes.observe(e))
         host = printable(e.get("host", ""), 80)
         if name == "probe":
             counts = self.probes.setdefault(printable(e.get("probe", ""), 60), [0, 0])
@@ -54,6 +72,9 @@ class Messages:
             left = int(e.get("left") or 0)
             verdict = "all faults healed" if left == 0 else f"{left} fault(s) NOT healed"
             parts = [f"chaos-agent stopped on {host} ({printable(e.get('reason', ''), 200)}): {verdict}"]  # fmt: skip
+            self.groups.add(self.outcomes.flush())
+            for group, count in self.groups.verdicts():
+                parts.append(_group_line(group, count))
             for probe, (ok, total) in sorted(self.probes.items()):
                 share = ok / total if total else 1.0
                 word = "no outage" if ok == total else "OUTAGE" if share < 0.9 else "degraded"

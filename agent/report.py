@@ -658,6 +658,13 @@ def _group_verdicts(
     return tuple(verdicts), tuple(spofs)
 
 
+def group_verdicts(
+    faults: Sequence[FaultReport],
+) -> tuple[tuple[GroupVerdict, ...], tuple[str, ...]]:
+    """Each group's verdict (the worst of its faults) and the single points of failure."""
+    return _group_verdicts(faults)
+
+
 # --- presenting ---------------------------------------------------------------
 
 

@@ -201,3 +201,29 @@ def journal_events(state_dir: Path) -> list[dict[str, Any]]:
         except ValueError:
             pass
     return events
+
+
+def replica_probes(
+    replicas: list[dict[str, Any]], prefix: str, interval: str, timeout: str
+) -> list[str]:
+    """One `[[probes]]` per replica container (its own IP, port 8080): pausing it is seen."""
+    lines: list[str] = []
+    for i, c in enumerate(replicas, 1):
+        ip = c["NetworkSettings"]["IPAddress"]
+        lines += ["[[probes]]", f'name = "{prefix}-{i}"', f'url = "http://{ip}:8080/"']
+        lines += [f'interval = "{interval}"', f'timeout = "{timeout}"']
+    return lines
+
+
+def pause_run_config(
+    tmp_path: Path, value: str, *, min_gap: str, first_after: str, duration: str, extra: list[str]
+) -> tuple[Path, Path]:
+    """An agent.toml that pauses the opted-in containers on a schedule; (config, state dir)."""
+    state = tmp_path / "state"
+    lines = ["[agent]", f'state_dir = "{state}"', "[targets]", f'value = "{value}"']
+    lines += ["[schedule]", 'mean_interval = "1s"', f'min_gap = "{min_gap}"']
+    lines += [f'first_after = "{first_after}"', f'duration = "{duration}"']
+    lines += ["[faults]", 'enabled = ["pause"]', *extra]
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text("\n".join(lines) + "\n")
+    return cfg, state

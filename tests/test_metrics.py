@@ -21,7 +21,15 @@ import pytest
 
 from agent.metrics import Metrics, MetricsExporter, skip_code
 from agent.ops_config import MetricsSection
-from tests.conftest import REPO, need, run_cli, start_agent, wait_for
+from tests.conftest import (
+    REPO,
+    need,
+    pause_run_config,
+    replica_probes,
+    run_cli,
+    start_agent,
+    wait_for,
+)
 
 DASHBOARD = REPO / "packaging" / "grafana" / "chaos-agent.json"
 
@@ -184,25 +192,13 @@ def test_prometheus_scrapes_a_running_agent_and_agrees_with_the_journal(
     prom, port = prometheus
     value = f"m-{uuid.uuid4().hex[:8]}"
     web = [containers(f"ops-m-{i}", {"chaos.enable": value, "chaos.group": "mweb"}) for i in (1, 2, 3)]  # fmt: skip
-    probes = []
-    for i, c in enumerate(web, 1):
-        ip = c["NetworkSettings"]["IPAddress"]
-        probes += ["[[probes]]", f'name = "web-{i}"', f'url = "http://{ip}:8080/"', 'interval = "500ms"', 'timeout = "400ms"']  # fmt: skip
-    state = tmp_path / "state"
-    cfg = tmp_path / "agent.toml"
-    cfg.write_text(
-        "\n".join(
-            [
-                "[agent]", f'state_dir = "{state}"',
-                "[targets]", f'value = "{value}"',
-                "[schedule]", 'mean_interval = "1s"', 'min_gap = "5s"', 'first_after = "1s"', 'duration = "2s"',
-                "[faults]", 'enabled = ["pause"]',
-                "[metrics]", "enabled = true", f"port = {port}",
-                "[[notify.targets]]", 'kind = "json"', 'url = "http://127.0.0.1:1/refused"',
-                *probes,
-            ]
-        )
-        + "\n"
+    cfg, state = pause_run_config(
+        tmp_path, value, min_gap="5s", first_after="1s", duration="2s",
+        extra=[
+            "[metrics]", "enabled = true", f"port = {port}",
+            "[[notify.targets]]", 'kind = "json"', 'url = "http://127.0.0.1:1/refused"',
+            *replica_probes(web, "web", "500ms", "400ms"),
+        ],
     )  # fmt: skip
     wait_for(lambda: prom.instant('up{job="chaos-agent"}'), 30, 0.3)  # scraping (target down yet)
     proc = start_agent("run", "--config", str(cfg), "--for", "60s")
@@ -237,6 +233,22 @@ def test_prometheus_scrapes_a_running_agent_and_agrees_with_the_journal(
             assert scraped == pytest.approx(sum(samples) / len(samples), abs=0.1)
         # every container has a probe: the paused one's availability dipped
         assert prom.scalar("min(min_over_time(chaos_agent_probe_availability_ratio[5m]))") < 1
+        # faults judged while running agree with `report` on the same journal: the first n
+        # faults (judged in order here, they do not overlap), verdicts and time to recover
+        wait_for(lambda: prom.scalar("sum(chaos_agent_fault_verdicts_total)"), 40, 0.3)
+        scraped_at = time.time()  # one instant for every query below
+        got = {r["metric"]["verdict"]: int(float(r["value"][1])) for r in prom.instant("chaos_agent_fault_verdicts_total", scraped_at)}  # fmt: skip
+        ttr_sum = prom.scalar("sum(chaos_agent_time_to_recover_seconds_sum)", scraped_at)
+        n = sum(got.values())
+        rep = json.loads(run_cli("report", "--journal", str(state / "journal.jsonl"), "--json").stdout)  # fmt: skip
+        first = sorted(rep["faults"], key=lambda f: f["start"])[:n]
+        want: dict[str, int] = {}
+        for f in first:
+            want[f["verdict"]] = want.get(f["verdict"], 0) + 1
+        assert {k: v for k, v in got.items() if v} == want, (got, first)
+        recovered = [f["time_to_recover"] for f in first if f["time_to_recover"] is not None]
+        assert recovered, "a paused container's own probe failed, then recovered"
+        assert ttr_sum == pytest.approx(sum(recovered), abs=0.01)
         # the kill switch, engaged and released, is seen by Prometheus (and the halts annotation)
         (state / "STOP").touch()
         wait_for(lambda: prom.scalar("chaos_agent_kill_switch_engaged") == 1, 30, 0.3)

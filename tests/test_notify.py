@@ -18,7 +18,7 @@ from agent.config import parse_toml_text
 from agent.errors import ConfigError
 from agent.notify import Messages, Notifier, request_for
 from agent.ops_config import NotifySection, NotifyTarget, Secret
-from tests.conftest import run_cli, start_agent, wait_for
+from tests.conftest import pause_run_config, replica_probes, run_cli, start_agent, wait_for
 
 TOKEN = "T0KEN-" + uuid.uuid4().hex  # stands for a webhook secret
 
@@ -246,3 +246,54 @@ def test_apprise_covers_other_services(receivers):
     body = json.loads(got[0][2])
     assert body["message"] == "chaos-agent halted on h: stop condition"
     assert notifier.counts.get(("apprise", "sent")) == 1
+
+
+def test_the_stop_message_gives_a_verdict_per_group():
+    m = Messages(("stop",))
+    t0 = 1_700_000_000.0
+
+    def fault(event: str, t: float, fid: str, group: str) -> dict:
+        return {"event": event, "t": t0 + t, "fault_id": fid, "fault": "pause", "group": group, "container": f"{group}-1", "how": "healed", "injected_at": t0}  # fmt: skip
+
+    def probe(t: float, name: str, ok: bool, groups: list[str]) -> dict:
+        return {"event": "probe", "t": t0 + t, "probe": name, "ok": ok, "groups": groups}
+
+    events = [probe(0, "site", True, ["web"]), probe(0, "db", True, ["db"])]
+    events.append(fault("inject", 1, "a", "web"))
+    events += [probe(t, "site", True, ["web"]) for t in range(2, 5)]
+    events.append(fault("heal", 4, "a", "web"))
+    events.append(fault("inject", 20, "b", "db"))
+    events += [probe(t, "db", False, ["db"]) for t in range(21, 30)]
+    events.append(fault("heal", 25, "b", "db"))
+    for e in events:
+        assert m.text(e) is None
+    stop = m.text({"event": "stop", "host": "h", "reason": "SIGTERM", "left": 0})
+    assert "group web: survived (1 fault)" in stop
+    assert "group db: OUTAGE (1 fault); pause of db-1 at " in stop
+    assert "never recovered" in stop
+
+
+@pytest.mark.docker
+def test_the_stop_message_names_each_group_with_the_reports_verdict(
+    containers, receivers, tmp_path
+):
+    value = f"v-{uuid.uuid4().hex[:8]}"
+    web = [containers(f"ops-v-{i}", {"chaos.enable": value, "chaos.group": "vweb"}) for i in (1, 2, 3)]  # fmt: skip
+    cfg, state = pause_run_config(
+        tmp_path, value, min_gap="3s", first_after="0s", duration="1s",
+        extra=[
+            "[notify]", 'events = ["stop"]',
+            "[[notify.targets]]", 'kind = "slack"', f'url = "{receivers.url("ok")}"',
+            *replica_probes(web, "v", "300ms", "250ms"),
+        ],
+    )  # fmt: skip
+    result = run_cli("run", "--config", str(cfg), "--for", "9s", "--seed", "3", timeout=90)
+    assert result.returncode == 0, result.stderr
+    texts = [json.loads(body)["text"] for _, _, body in receivers.got]
+    [stop] = [t for t in texts if t.startswith("chaos-agent stopped")]
+    rep = json.loads(run_cli("report", "--journal", str(state / "journal.jsonl"), "--json").stdout)  # fmt: skip
+    [group] = [g for g in rep["groups"] if g["group"] == "vweb"]
+    word = "OUTAGE" if group["verdict"] == "outage" else group["verdict"]
+    n = len([f for f in rep["faults"] if f["group"] == "vweb"])
+    assert n >= 2
+    assert f"group vweb: {word} ({n} faults)" in stop, (stop, group)
