@@ -6,7 +6,9 @@ Under CI (CI=true) a missing Docker engine, image or server is a failure, never 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -227,3 +229,35 @@ def pause_run_config(
     cfg = tmp_path / "agent.toml"
     cfg.write_text("\n".join(lines) + "\n")
     return cfg, state
+
+
+_LAUNCHER = """
+import subprocess, sys
+p = subprocess.Popen(sys.argv[1:], start_new_session=True,
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print(p.pid)
+"""
+
+
+@contextlib.contextmanager
+def detached_process(*argv: str) -> Iterator[Any]:
+    """A process that is not our child (as if someone else started it), killed at the end."""
+    import psutil
+
+    out = subprocess.run(
+        [sys.executable, "-c", _LAUNCHER, *argv],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    proc = psutil.Process(int(out.stdout.strip()))
+    try:
+        yield proc
+    finally:
+        try:
+            proc.send_signal(signal.SIGCONT)
+            proc.kill()
+            proc.wait(timeout=10)
+        except psutil.NoSuchProcess:
+            pass

@@ -199,6 +199,16 @@ class SshdServer:
         values.update(over)
         return CoordinatorSection(**values)
 
+    def toml_section(self, host: str) -> str:
+        """The `[coordinator]` section of an agent.toml that reaches this server as `host`."""
+        c = self.section(host)
+        return (
+            "[coordinator]\nenabled = true\n"
+            f'host = "{c.host}"\nport = {c.port}\nuser = "{c.user}"\nkey = "{c.key}"\n'
+            f'known_hosts = "{c.known_hosts}"\nconnect_timeout = "3s"\nrequest_timeout = "3s"\n'
+            'renew_margin = "0.5s"\n'
+        )
+
     def descendants(self) -> list[int]:
         """Every process under the listener (per-connection sshd, sessions)."""
         import psutil

@@ -40,7 +40,7 @@ def coordinator():
 
 
 def fleet_config(tmp_path, srv: SshdServer, value: str, duration: str) -> str:
-    section = srv.section("agent-a")
+    coordinator = srv.toml_section("agent-a")
     text = f"""
 [agent]
 state_dir = "{tmp_path / "state"}"
@@ -54,17 +54,7 @@ first_after = "0s"
 duration = "{duration}"
 [faults]
 enabled = ["pause"]
-[coordinator]
-enabled = true
-host = "{section.host}"
-port = {section.port}
-user = "{section.user}"
-key = "{section.key}"
-known_hosts = "{section.known_hosts}"
-connect_timeout = "3s"
-request_timeout = "3s"
-renew_margin = "0.5s"
-"""
+{coordinator}"""
     path = tmp_path / "agent.toml"
     path.write_text(text)
     return str(path)

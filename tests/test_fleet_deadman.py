@@ -63,7 +63,7 @@ def procs():
 
 
 def agent_config(base: Path, srv: SshdServer, host: str, value: str) -> Path:
-    section = srv.section(host)
+    coordinator = srv.toml_section(host)
     base.mkdir(parents=True, exist_ok=True)
     text = f"""
 [agent]
@@ -78,17 +78,7 @@ first_after = "0s"
 duration = "1.5s"
 [faults]
 enabled = ["pause"]
-[coordinator]
-enabled = true
-host = "{section.host}"
-port = {section.port}
-user = "{section.user}"
-key = "{section.key}"
-known_hosts = "{section.known_hosts}"
-connect_timeout = "3s"
-request_timeout = "3s"
-renew_margin = "0.5s"
-"""
+{coordinator}"""
     path = base / "agent.toml"
     path.write_text(text)
     return path

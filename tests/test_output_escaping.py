@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import ast
 import json
-import signal
-import subprocess
 import sys
 import time
 import unicodedata
@@ -24,7 +22,7 @@ import pytest
 from agent.ledger import Ledger
 from agent.model import ActiveFault
 from agent.textsafe import printable, terminal
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, detached_process, run_cli
 
 OSC = "\x1b]0;pwn\x07"  # sets the terminal title; 8 bytes, fits in a 15-byte comm
 CSI = "\x1b[2J\x9b1m\u202e"
@@ -36,13 +34,6 @@ SLEEPER = (
     "time.sleep(600)\n"
 )
 pytestmark = pytest.mark.host
-
-LAUNCHER = """
-import subprocess, sys
-p = subprocess.Popen(sys.argv[1:], start_new_session=True,
-                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-print(p.pid)
-"""
 
 OUTPUT_CALLS = {
     ("typer", "echo"),
@@ -95,27 +86,12 @@ def _controls(text: str) -> list[str]:
 
 @pytest.fixture
 def hostile_process() -> Iterator[psutil.Process]:
-    out = subprocess.run(
-        [sys.executable, "-c", LAUNCHER, sys.executable, "-c", SLEEPER, OSC],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    )
-    proc = psutil.Process(int(out.stdout.strip()))
-    try:
+    with detached_process(sys.executable, "-c", SLEEPER, OSC) as proc:
         deadline = time.monotonic() + 30
         while proc.name() != OSC and time.monotonic() < deadline:
             time.sleep(0.05)
         assert proc.name() == OSC, proc.name()
         yield proc
-    finally:
-        try:
-            proc.send_signal(signal.SIGCONT)
-            proc.kill()
-            proc.wait(timeout=10)
-        except psutil.NoSuchProcess:
-            pass
 
 
 def test_every_command_escapes_target_derived_text(

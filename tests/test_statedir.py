@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -20,16 +19,9 @@ from agent.journal import Journal
 from agent.ledger import Ledger, StateLock
 from agent.model import ActiveFault
 from agent.statedir import StateDirUnsafe, check
-from tests.conftest import run_cli
+from tests.conftest import detached_process, run_cli
 
 pytestmark = pytest.mark.host
-
-LAUNCHER = """
-import subprocess, sys
-p = subprocess.Popen(sys.argv[1:], start_new_session=True,
-                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-print(p.pid)
-"""
 
 
 def record(pid: int = 0, create_time: float = 0.0) -> ActiveFault:
@@ -52,24 +44,9 @@ def record(pid: int = 0, create_time: float = 0.0) -> ActiveFault:
 @pytest.fixture
 def stopped_process() -> Iterator[psutil.Process]:
     """A process someone else stopped: the agent never paused it."""
-    out = subprocess.run(
-        [sys.executable, "-c", LAUNCHER, sys.executable, "-c", "import time; time.sleep(600)"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    )
-    proc = psutil.Process(int(out.stdout.strip()))
-    try:
+    with detached_process(sys.executable, "-c", "import time; time.sleep(600)") as proc:
         proc.send_signal(signal.SIGSTOP)
         yield proc
-    finally:
-        try:
-            proc.send_signal(signal.SIGCONT)
-            proc.kill()
-            proc.wait(timeout=10)
-        except psutil.NoSuchProcess:
-            pass
 
 
 def test_world_writable_state_dir_is_refused_and_a_planted_ledger_resumes_nothing(
