@@ -38,7 +38,7 @@ def snapshot(engine: Engine) -> dict[str, Any]:
         for a in engine.active
     ]
     next_at = engine.next_attempt
-    kill_switch = engine.config.agent.kill_switch.name if engine.kill_switch_seen else None
+    kill_switch = engine.kill_switch.path.name if engine.kill_switch.present else None
     return {
         "host": engine.config.agent.host,
         "dry_run": engine.dry_run,

@@ -93,6 +93,23 @@ class Plan:
     def describe(self) -> str:
         return f"{self.fault} {self.target.name} ({self.target.group}) for {self.duration_s:g}s"
 
+    def intent(
+        self,
+        fault_id: str,
+        now: float,
+        pinned: Pinned,
+        artifacts: tuple[str, ...],
+        lease: Mapping[str, Any] | None,
+    ) -> ActiveFault:
+        """The record written to the ledger before this plan is injected."""
+        t = self.target
+        return ActiveFault(
+            fault_id=fault_id, fault=self.fault, target_kind=t.kind, target_id=t.id,
+            target_name=t.name, group=t.group, injected_at=now, deadline=now + self.duration_s,
+            started_at=pinned.started_at, pid=pinned.pid, params=dict(self.params),
+            artifacts=artifacts, status="injecting", lease=lease,
+        )  # fmt: skip
+
 
 @dataclass(frozen=True)
 class Skip:

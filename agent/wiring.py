@@ -212,6 +212,6 @@ def build_engine(
         dry_run=dry_run,
         probes=runner,
         sweep=sweep,
-        start_watchdog=spawn,
+        arm_deadman=spawn,
         log=log,
     )
