@@ -56,6 +56,9 @@ class Target:
     pid: int = 0  # host PID of the main process, when known
     remote: bool = False  # a Swarm task on another node: counted in its group, never faulted here
     ineligible: str = ""  # discovery's reason it may not be faulted (e.g. an orphan task container)
+    # other containers in this one's network namespace (their network_mode is container:<it>),
+    # gathered once per discovery so that refusing a network fault needs no Docker call
+    netns_sharers: tuple[str, ...] = ()
 
     @property
     def running(self) -> bool:

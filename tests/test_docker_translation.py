@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from agent.adapters.docker_engine import group_of, health_from_status, target_from_list_entry
+from agent.config import parse_toml_text
+from agent.discovery import needs_netns_sharers, netns_refs, with_netns_sharers
+from agent.faults import network
 from agent.faults.container import parse_started_at
 
 pytestmark = pytest.mark.pure
@@ -89,3 +94,58 @@ def test_parse_started_at():
     assert parse_started_at("2026-11-26T05:30:01.123456789Z") == pytest.approx(1795671001.123456789)
     assert parse_started_at("2026-11-26T05:30:01Z") == 1795671001.0
     assert parse_started_at("") == 0.0
+
+
+# -- namespace sharers: gathered once per discovery, refusal pure ------------------------
+class NoDocker:
+    """Any call to Docker fails the test: refusal must read only the target."""
+
+    def __getattr__(self, name: str):
+        raise AssertionError(f"refuse called docker.{name}")
+
+
+def shared(name: str, mode: str, cid: str = "") -> dict:
+    return {"Id": cid or name * 8, "Names": [f"/{name}"], "HostConfig": {"NetworkMode": mode}}
+
+
+def test_namespace_sharers_come_from_one_list_by_id_prefix_or_name():
+    owner = target_from_list_entry(
+        entry(**{"chaos.enable": "true"}), label="chaos.enable", value="true"
+    )
+    entries = [
+        entry(),
+        shared("side-b", f"container:{owner.id[:12]}"),
+        shared("side-a", "container:web-1"),
+        shared("elsewhere", "container:" + "f" * 64),
+        shared("plain", "bridge"),
+        {"Id": "c" * 64, "HostConfig": None},  # Podman before the adapter fills it in
+    ]
+    assert netns_refs(entries)[0] == (owner.id[:12], "side-b")
+    (found,) = with_netns_sharers([owner], entries)
+    assert found.netns_sharers == ("side-a", "side-b")
+    assert with_netns_sharers([owner], [entry()]) == [owner]  # nobody shares: same target
+
+
+def test_network_faults_refuse_from_the_target_alone():
+    faults = network.network_faults(NoDocker(), None)  # type: ignore[arg-type]
+    base = target_from_list_entry(entry(), label="chaos.enable", value="true")
+    alone, host = base, replace(base, network_mode="host")
+    sharer = replace(base, network_mode="container:" + "f" * 64)
+    owner = replace(base, netns_sharers=("db-1", "db-2", "db-3", "db-4"))
+    for fault in faults:
+        assert "host" in (fault.refuse(host) or ""), fault.name
+        assert fault.refuse(sharer), fault.name
+        assert fault.refuse(alone) is None, fault.name
+    for fault in faults[:5]:  # inside the shared namespace; disconnect acts on own endpoints
+        reason = fault.refuse(owner) or ""
+        assert reason.startswith("4 other container(s) share its network namespace"), reason
+        assert "(db-1, db-2, db-3)" in reason
+
+
+def test_sharers_are_gathered_only_when_a_namespace_fault_is_enabled():
+    assert not needs_netns_sharers(
+        parse_toml_text('[faults]\nenabled = ["kill", "disconnect"]\n', source="t")
+    )
+    assert needs_netns_sharers(
+        parse_toml_text('[faults]\nenabled = ["pause", "loss"]\n', source="t")
+    )

@@ -21,6 +21,7 @@ import pytest
 from agent.adapters import netns
 from agent.adapters.docker_engine import DockerEngine, group_of
 from agent.config import load_config
+from agent.discovery import with_netns_sharers
 from agent.errors import FaultFailed, Unsupported
 from agent.faults import network
 from agent.model import ActiveFault, Target
@@ -447,8 +448,10 @@ def test_host_network_and_shared_namespaces_are_refused(
     for fault in network.network_faults(engine, config):
         assert "host" in (fault.refuse(target_of(host)) or ""), fault.name
         assert fault.refuse(target_of(sharer)), fault.name
+    # the sharers come from discovery's one list of every container, not from refuse
+    (owner_t,) = with_netns_sharers([target_of(owner)], engine.list_containers(None))
     for fault in (network.Partition(engine, config), network.Loss(engine, config)):
-        reason = fault.refuse(target_of(owner)) or ""
+        reason = fault.refuse(owner_t) or ""
         assert "share its network namespace" in reason and "nf-sharer" in reason
     a_ok = containers("nf-alone", {"chaos.group": "x"}, network=net)
     assert network.Partition(engine, config).refuse(target_of(a_ok)) is None

@@ -71,8 +71,10 @@ def changed_reason(info: Mapping[str, Any], record: ActiveFault) -> str:
     )
 
 
-def shared_namespace_reason(docker: DockerEngine, target: Target) -> str | None:
-    """Why a container sharing a network namespace (either side) is refused, or None."""
+def shared_namespace_reason(target: Target) -> str | None:
+    """Why a container sharing a network namespace (either side) is refused, or None.
+
+    Pure: the sharers come with the target from discovery (agent/discovery.py)."""
     mode = target.network_mode
     if mode == "host":
         return "uses the host's network (network_mode: host): a rule would hit the host itself"
@@ -83,20 +85,11 @@ def shared_namespace_reason(docker: DockerEngine, target: Target) -> str | None:
             "shares the network namespace of another container "
             f"({mode[:22]}): a rule there would hit every container in it"
         )
-    sharers = []
-    for entry in docker.list_containers():
-        other = str((entry.get("HostConfig") or {}).get("NetworkMode", ""))
-        if not other.startswith("container:"):
-            continue
-        ref = other.split(":", 1)[1]
-        name = target.name.lstrip("/")
-        if ref and (target.id.startswith(ref) or ref == name):
-            names = entry.get("Names") or [str(entry.get("Id", ""))[:12]]
-            sharers.append(str(names[0]).lstrip("/"))
+    sharers = sorted(target.netns_sharers)
     if sharers:
         return (
             f"{len(sharers)} other container(s) share its network namespace "
-            f"({', '.join(sorted(sharers)[:3])}): they would be hit too"
+            f"({', '.join(sharers[:3])}): they would be hit too"
         )
     return None
 
@@ -122,7 +115,7 @@ class NetnsFault:
         raise NotImplementedError
 
     def refuse(self, target: Target) -> str | None:
-        return shared_namespace_reason(self.docker, target)
+        return shared_namespace_reason(target)
 
     def artifacts(
         self, fault_id: str, target: Target, params: Mapping[str, Any]
