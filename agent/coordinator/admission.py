@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from agent.coordinator.policy import Policy
+from agent.windows import in_window
 
 RefusalCode = Literal[
     "halted",
@@ -105,16 +106,7 @@ def live(leases: Iterable[LiveLease], now: float) -> tuple[LiveLease, ...]:
 
 
 def in_windows(policy: Policy, wall: dt.datetime) -> bool:
-    if not policy.windows:
-        return True
-    from zoneinfo import ZoneInfo
-
-    local = wall.astimezone(ZoneInfo(policy.timezone))
-    minute = local.hour * 60 + local.minute
-    return any(
-        local.weekday() in w.days and w.start_minute <= minute < w.end_minute
-        for w in policy.windows
-    )
+    return in_window(wall, policy.windows, policy.timezone)
 
 
 def fleet_healthy(policy: Policy, state: FleetState, request: AcquireRequest, now: float) -> int:

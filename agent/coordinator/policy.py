@@ -34,9 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from agent import model
-from agent.config import TomlTable, Window, check_timezone, decode_toml, parse_window
+from agent.config import TomlTable, decode_toml
 from agent.coordinator import protocol
 from agent.errors import ConfigError
+from agent.windows import Window, check_timezone, parse_window
 
 EXAMPLE_POLICY_TOML = """\
 # chaos-agent coordinator policy (every key shown with its default)

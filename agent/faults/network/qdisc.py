@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from agent.adapters import netns
 from agent.durations import parse_duration
 from agent.errors import FaultFailed, Unsupported
+from agent.fault_params import param, rate_bits, rate_problem
 from agent.faults.network.common import NetnsFault
 from agent.model import ActiveFault, Target
 
@@ -56,7 +56,7 @@ class Latency(_QdiscFault):
         return netns.probe().netem
 
     def _qdisc(self, params: Mapping[str, Any]) -> list[str]:
-        return ["netem", "delay", _ms(params.get("delay", "200ms"), "latency.delay")]
+        return ["netem", "delay", _ms(param(params, "latency", "delay"), "latency.delay")]
 
 
 class Jitter(_QdiscFault):
@@ -69,15 +69,11 @@ class Jitter(_QdiscFault):
         return [
             "netem",
             "delay",
-            _ms(params.get("delay", "100ms"), "jitter.delay"),
-            _ms(params.get("jitter", "50ms"), "jitter.jitter"),
+            _ms(param(params, "jitter", "delay"), "jitter.delay"),
+            _ms(param(params, "jitter", "jitter"), "jitter.jitter"),
             "distribution",
             "normal",
         ]
-
-
-_RATE = re.compile(r"(\d+(?:\.\d+)?)(bit|kbit|mbit|gbit|bps|kbps|mbps)")
-_RATE_BITS = {"bit": 1, "kbit": 1e3, "mbit": 1e6, "gbit": 1e9, "bps": 8, "kbps": 8e3, "mbps": 8e6}
 
 
 class Bandwidth(_QdiscFault):
@@ -89,10 +85,9 @@ class Bandwidth(_QdiscFault):
         return netns.probe().tbf
 
     def _qdisc(self, params: Mapping[str, Any]) -> list[str]:
-        rate = str(params.get("rate", "1mbit"))
-        match = _RATE.fullmatch(rate)
-        if not match:
-            raise FaultFailed(f"bandwidth rate {rate!r} is not like '1mbit'")
-        bits = float(match.group(1)) * _RATE_BITS[match.group(2)]
+        rate = str(param(params, "bandwidth", "rate"))
+        bits = rate_bits(rate)
+        if bits is None:
+            raise FaultFailed(f"bandwidth rate: {rate_problem(rate)}")
         burst = max(4096, int(bits / 8 / 50))  # at least 20 ms worth of bytes
         return ["tbf", "rate", rate, "burst", str(burst), "latency", "100ms"]
