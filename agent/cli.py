@@ -322,9 +322,10 @@ def report(
     config_path: ConfigOpt = None,
 ) -> None:
     """What the run showed: per fault, per group (survived/degraded/outage), availability."""
-    from agent.report import build_report, render_table, report_to_json
+    from agent.report import build_report, report_to_json
     from agent.report_input import journal_paths as expand
     from agent.report_input import stream_journal
+    from agent.report_text import render_table
 
     try:
         given = journal_paths or [str(_load(config_path).agent.journal)]

@@ -269,7 +269,8 @@ def test_a_worker_without_a_manager_endpoint_fails_discovery_in_one_line(
 
 
 def test_the_report_shows_convergence_only_where_swarm_replaced_a_task() -> None:
-    from agent.report import build_report, render_table, report_to_json
+    from agent.report import build_report, report_to_json
+    from agent.report_text import render_table
 
     def fault(fid: str, kind: str, t: float) -> dict[str, Any]:
         return {"fault_id": fid, "fault": kind, "container": f"shop_web.{fid}",
