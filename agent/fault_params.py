@@ -11,6 +11,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from agent.durations import parse_duration
+
 DEFAULTS: dict[str, dict[str, Any]] = {
     "kill": {"signal": "SIGKILL", "mode": "crash"},  # mode: crash (host PID) | api
     "stop": {"timeout": "10s"},
@@ -37,6 +39,11 @@ def param(params: Mapping[str, Any], fault: str, key: str) -> Any:
     """The parameter as given, else the fault's default."""
     value = params.get(key)
     return DEFAULTS[fault][key] if value is None else value
+
+
+def seconds(params: Mapping[str, Any], fault: str, key: str) -> float:
+    """A duration parameter in seconds (given as seconds or as text like '10s')."""
+    return parse_duration(param(params, fault, key), where=f"faults.{fault}.{key}")
 
 
 def rate_bits(rate: str) -> float | None:

@@ -20,6 +20,7 @@ import pytest
 
 from agent.adapters import netns
 from agent.adapters.docker_engine import DockerEngine, group_of
+from agent.adapters.docker_ports import DockerContainers
 from agent.config import load_config
 from agent.discovery import with_netns_sharers
 from agent.errors import FaultFailed, Unsupported
@@ -662,7 +663,7 @@ def test_disconnect_restores_aliases_static_ip_and_mac(
         peer_name = peer["Name"].lstrip("/")
         assert resolve_from(peer_name, alias) == static_ip
         ep_before = info["NetworkSettings"]["Networks"][net]
-        fault = network.Disconnect(engine)
+        fault = network.Disconnect(DockerContainers(engine))
         record = record_for(fault, info, {"network": ""})
         try:
             record = inject(fault, record)

@@ -16,6 +16,7 @@ from typing import Any
 
 from agent.adapters import netns
 from agent.adapters.docker_engine import DockerEngine, own_container_id
+from agent.adapters.docker_ports import container_state
 from agent.config import Config
 from agent.errors import AgentError, IdentityChanged, TargetGone, Unsupported
 from agent.model import ActiveFault, HealOutcome, Target, TargetKind
@@ -28,13 +29,7 @@ def networks_of(info: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def is_same_instance(info: Mapping[str, Any], record: ActiveFault) -> bool:
-    state = info.get("State") or {}
-    return (
-        info.get("Id") == record.target_id
-        and bool(state.get("Running"))
-        and (not record.started_at or state.get("StartedAt") == record.started_at)
-        and int(state.get("Pid") or 0) > 1
-    )
+    return container_state(info).same_running_instance(record)
 
 
 def open_pinned(docker: DockerEngine, record: ActiveFault) -> netns.NetnsHandle:
@@ -62,13 +57,7 @@ def open_pinned(docker: DockerEngine, record: ActiveFault) -> netns.NetnsHandle:
 
 
 def changed_reason(info: Mapping[str, Any], record: ActiveFault) -> str:
-    state = info.get("State") or {}
-    if not state.get("Running"):
-        return f"{record.target_name} is not running ({state.get('Status', '?')})"
-    return (
-        f"{record.target_name} was restarted or recreated (started {state.get('StartedAt')}, "
-        f"recorded {record.started_at})"
-    )
+    return container_state(info).changed_reason(record)
 
 
 def shared_namespace_reason(target: Target) -> str | None:
