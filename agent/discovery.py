@@ -16,7 +16,7 @@ from agent.adapters import hostpid
 from agent.adapters.docker_engine import DockerEngine, target_from_list_entry
 from agent.config import Config
 from agent.errors import DockerUnavailable, NotEligible, TargetGone
-from agent.model import NETWORK_FAULTS, Pinned, Target
+from agent.model import NETWORK_FAULTS, Identity, Target
 from agent.swarm import SwarmCluster, targets_from_snapshot
 
 # the faults whose refusal reads a target's namespace sharers (disconnect acts on the
@@ -118,21 +118,21 @@ def make_discover(
     return discover
 
 
-def make_pin(docker: DockerEngine) -> Callable[[Target], Pinned]:
-    def pin(target: Target) -> Pinned:
+def make_pin(docker: DockerEngine) -> Callable[[Target], Identity]:
+    def pin(target: Target) -> Identity:
         if target.kind == "process":
             _, pid_text, created = target.id.split(":", 2)
             pid = int(pid_text)
             now_created = hostpid.process_create_time(pid)
             if abs(now_created - float(created)) > 0.05:
                 raise TargetGone(f"process {pid} was replaced (PID reused)")
-            return Pinned(started_at=created, pid=pid)
+            return Identity(started_at=created, pid=pid)
         info = docker.inspect(target.id)
         state = info.get("State", {})
         if info.get("Id") != target.id:
             raise TargetGone(f"container {target.name} was recreated")
         if not state.get("Running") or state.get("Paused"):
             raise NotEligible(f"{target.name} is no longer running")
-        return Pinned(started_at=str(state.get("StartedAt", "")), pid=int(state.get("Pid") or 0))
+        return Identity(started_at=str(state.get("StartedAt", "")), pid=int(state.get("Pid") or 0))
 
     return pin

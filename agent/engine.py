@@ -37,10 +37,10 @@ from agent.journal import Journal, fault_fields
 from agent.lease_keeper import LeaseKeeper
 from agent.leases import LeaseProvider
 from agent.ledger import ActiveFaults, LedgerLike
-from agent.model import ActiveFault, HealOutcome, PastFault, Pinned, Plan, Skip, Target
+from agent.model import ActiveFault, HealOutcome, Identity, PastFault, Plan, Skip, Target
 from agent.planner import Timing, next_gap, plan
 from agent.recovery import Sweep, left_behind, sweep_leftovers
-from agent.selection import Policy, Verdict, describe_selection, evaluate
+from agent.selection import Eligibility, Policy, describe_selection, evaluate
 from agent.settle import Settler
 from agent.stops import KillSwitch, ProbesLike, StopCondition
 from agent.textsafe import printable
@@ -70,7 +70,7 @@ class Engine:
         policy: Policy,
         timing: Timing,
         discover: Callable[[], list[Target]],
-        pin: Callable[[Target], Pinned],
+        pin: Callable[[Target], Identity],
         ledger: LedgerLike,
         journal: Journal,
         leases: LeaseProvider,
@@ -107,7 +107,7 @@ class Engine:
         self.stop_requested = ""
         self.inject_blocked = ""  # non-empty: no new injections (corrupt ledger)
         self.next_attempt: float | None = None
-        self.last_verdicts: list[Verdict] = []
+        self.last_eligibility: list[Eligibility] = []
         self.deadman: Deadman | None = None
 
     @property
@@ -306,13 +306,13 @@ class Engine:
             self._skip(f"{decision.fault} {target.name}: {exc.one_line()}")
             return None
 
-    def evaluate(self, targets: Sequence[Target] | None = None) -> list[Verdict]:
+    def evaluate(self, targets: Sequence[Target] | None = None) -> list[Eligibility]:
         found = list(targets) if targets is not None else self.discover()
-        self.last_verdicts = evaluate(found, self.active, self.policy)
-        return self.last_verdicts
+        self.last_eligibility = evaluate(found, self.active, self.policy)
+        return self.last_eligibility
 
     def describe(self) -> str:
-        return describe_selection(self.last_verdicts, self.policy)
+        return describe_selection(self.last_eligibility, self.policy)
 
     def decide(self, targets: Sequence[Target]) -> Plan | Skip:
         return plan(
@@ -329,7 +329,7 @@ class Engine:
         fault = self.registry.ready(decision.fault, target)
         pinned = self.pin(target)  # fresh identity right before inject
         fault_id = new_fault_id()
-        same_group = [v.target for v in self.last_verdicts if v.target.group == target.group]
+        same_group = [v.target for v in self.last_eligibility if v.target.group == target.group]
         lease = self.leases.acquire(decision, same_group or [target])
         now = self.clock()
         artifacts = tuple(fault.artifacts(fault_id, target, decision.params))

@@ -100,7 +100,7 @@ class Plan:
         self,
         fault_id: str,
         now: float,
-        pinned: Pinned,
+        pinned: Identity,
         artifacts: tuple[str, ...],
         lease: Mapping[str, Any] | None,
     ) -> ActiveFault:
@@ -190,7 +190,7 @@ class PastFault:
 
 
 @dataclass(frozen=True)
-class Pinned:
+class Identity:
     """A target's identity read right before inject (container StartedAt, or create time)."""
 
     started_at: str

@@ -34,7 +34,7 @@ from agent.journal import Journal, fault_fields, read_journal
 from agent.lease_keeper import RENEW_EVERY_MAX
 from agent.leases import GroupReport, Lease
 from agent.ledger import MemoryLedger
-from agent.model import ActiveFault, HealOutcome, Pinned, Plan, Target
+from agent.model import ActiveFault, HealOutcome, Identity, Plan, Target
 from agent.recovery import LeftBehind, left_behind
 from agent.selection import Policy
 
@@ -242,9 +242,9 @@ class Rig:
             monotonic=self.clock.monotonic,
         )
 
-    def _pin(self, target: Target) -> Pinned:
+    def _pin(self, target: Target) -> Identity:
         self.pin_hook()
-        return Pinned(started_at="2026-01-01T00:00:00Z", pid=100)
+        return Identity(started_at="2026-01-01T00:00:00Z", pid=100)
 
     def events(self, kind: str | None = None) -> list[dict[str, Any]]:
         return [e for e in read_journal(self.journal_path) if kind in (None, e.get("event"))]

@@ -11,7 +11,7 @@ import pytest
 
 from agent.adapters.docker_ports import connect_args, container_state
 from agent.errors import FaultFailed, TargetGone
-from agent.faults.container import KillFault, PauseFault, RestartFault, StopFault
+from agent.faults.container import ContainerKill, ContainerPause, ContainerRestart, ContainerStop
 from agent.faults.network.disconnect import ENDPOINT_PREFIX, Disconnect
 from agent.model import ActiveFault, ContainerState, Endpoint, Target
 
@@ -89,7 +89,7 @@ def record(fault: str, **changes: object) -> ActiveFault:
 
 def test_pause_heals_only_the_instance_it_paused() -> None:
     engine = FakeEngine()
-    fault = PauseFault(engine)
+    fault = ContainerPause(engine)
     fault.inject(record("pause"))
     assert fault.heal(record("pause")).how == "healed" and not engine.st.paused
     assert fault.heal(record("pause")).how == "already"
@@ -102,18 +102,18 @@ def test_pause_heals_only_the_instance_it_paused() -> None:
 
 def test_stop_and_kill_heal_by_starting_unless_something_else_did() -> None:
     engine = FakeEngine()
-    StopFault(engine).inject(record("stop", params={}))
+    ContainerStop(engine).inject(record("stop", params={}))
     assert engine.calls[-1] == ("stop", 10.0)  # the default, from fault_params
-    assert StopFault(engine).heal(record("stop")).how == "healed"
-    KillFault(engine).inject(record("kill", params={"mode": "api", "signal": "SIGTERM"}))
+    assert ContainerStop(engine).heal(record("stop")).how == "healed"
+    ContainerKill(engine).inject(record("kill", params={"mode": "api", "signal": "SIGTERM"}))
     assert engine.calls[-1] == ("kill", "SIGTERM")
     engine._set(restarting=True)
-    assert KillFault(engine).heal(record("kill")).how == "environment"
+    assert ContainerKill(engine).heal(record("kill")).how == "environment"
     # restart changes StartedAt by itself: its heal is not pinned to it
     engine._set(restarting=False, running=True)
-    RestartFault(engine).inject(record("restart", params={"timeout": "2s"}))
+    ContainerRestart(engine).inject(record("restart", params={"timeout": "2s"}))
     assert engine.calls[-1] == ("restart", 2.0)
-    assert RestartFault(engine).heal(record("restart")).how == "already"
+    assert ContainerRestart(engine).heal(record("restart")).how == "already"
 
 
 def test_disconnect_records_endpoints_and_restores_them_exactly() -> None:

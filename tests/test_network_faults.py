@@ -199,7 +199,7 @@ def pair(containers: Callable[..., dict[str, Any]], net: str) -> tuple[dict, dic
 
 
 def test_probe_names_what_is_missing() -> None:
-    caps = netns.probe()
+    caps = netns.capabilities()
     assert caps.iptables is None, caps.iptables
     assert caps.statistic is None, caps.statistic
     assert caps.tbf is None, caps.tbf
@@ -213,7 +213,7 @@ def test_latency_runs_where_netem_exists_else_is_reported_unavailable(
 ) -> None:
     a, b = pair
     faults = {f.name: f for f in network.network_faults(engine, config)}
-    caps = netns.probe()
+    caps = netns.capabilities()
     before = snapshot(a["State"]["Pid"])
     for name in ("latency", "jitter"):
         fault = faults[name]

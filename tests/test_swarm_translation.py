@@ -214,7 +214,7 @@ def test_the_coordinator_hears_only_this_nodes_share(tmp_path: Any) -> None:
     whole service is counted once fleet-wide (never once per node)."""
     from agent.config import parse_toml_text
     from agent.leases import GroupReport, Lease, LocalLeases
-    from agent.model import Pinned, Plan
+    from agent.model import Identity, Plan
     from agent.one_off import inject_now
     from agent.wiring import build_engine
 
@@ -231,7 +231,7 @@ def test_the_coordinator_hears_only_this_nodes_share(tmp_path: Any) -> None:
     engine = build_engine(config, dry_run=True, probes=False)
     engine.leases.provider = Listening()
     engine.discover = lambda: list(targets)
-    engine.pin = lambda _t: Pinned(started_at=T0, pid=0)
+    engine.pin = lambda _t: Identity(started_at=T0, pid=0)
     inject_now(engine, "pause", "shop_web.1.t1", 5.0, force=False)
     assert [(r.group, r.members, r.running) for r in heard] == [("shop/web", 1, 1)]
 

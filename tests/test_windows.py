@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.coordinator.admission import in_windows
-from agent.coordinator.policy import Policy as FleetPolicy
+from agent.coordinator.policy import FleetPolicy
 from agent.errors import ConfigError
 from agent.gate import GateState, Timing, why_closed
 from agent.windows import check_timezone, in_window, parse_window

@@ -82,7 +82,7 @@ class _ContainerFault:
         return HealOutcome(False, "failed", "started, but it is not running")
 
 
-class KillFault(_ContainerFault):
+class ContainerKill(_ContainerFault):
     """Crash the main process by its host PID so restart policies fire (measured:
     `docker kill` through the API counts as a manual stop and disables them)."""
 
@@ -108,7 +108,7 @@ class KillFault(_ContainerFault):
         return self._ensure_running(record)
 
 
-class StopFault(_ContainerFault):
+class ContainerStop(_ContainerFault):
     name = "stop"
 
     def inject(self, record: ActiveFault) -> Mapping[str, Any]:
@@ -119,7 +119,7 @@ class StopFault(_ContainerFault):
         return self._ensure_running(record)
 
 
-class RestartFault(_ContainerFault):
+class ContainerRestart(_ContainerFault):
     name = "restart"
 
     def inject(self, record: ActiveFault) -> Mapping[str, Any]:
@@ -130,7 +130,7 @@ class RestartFault(_ContainerFault):
         return self._ensure_running(record, pinned=False)
 
 
-class PauseFault(_ContainerFault):
+class ContainerPause(_ContainerFault):
     name = "pause"
 
     def inject(self, record: ActiveFault) -> Mapping[str, Any]:
@@ -163,8 +163,8 @@ def container_faults(
     docker: ContainerLifecycle, warn: Callable[[str], None] | None = None
 ) -> list[Fault]:
     return [
-        KillFault(docker, warn),
-        StopFault(docker, warn),
-        PauseFault(docker, warn),
-        RestartFault(docker, warn),
+        ContainerKill(docker, warn),
+        ContainerStop(docker, warn),
+        ContainerPause(docker, warn),
+        ContainerRestart(docker, warn),
     ]

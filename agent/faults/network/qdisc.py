@@ -53,7 +53,7 @@ class Latency(_QdiscFault):
     name = "latency"
 
     def _capability(self) -> str | None:
-        return netns.probe().netem
+        return netns.capabilities().netem
 
     def _qdisc(self, params: Mapping[str, Any]) -> list[str]:
         return ["netem", "delay", _ms(param(params, "latency", "delay"), "latency.delay")]
@@ -63,7 +63,7 @@ class Jitter(_QdiscFault):
     name = "jitter"
 
     def _capability(self) -> str | None:
-        return netns.probe().netem
+        return netns.capabilities().netem
 
     def _qdisc(self, params: Mapping[str, Any]) -> list[str]:
         return [
@@ -82,7 +82,7 @@ class Bandwidth(_QdiscFault):
     name = "bandwidth"
 
     def _capability(self) -> str | None:
-        return netns.probe().tbf
+        return netns.capabilities().tbf
 
     def _qdisc(self, params: Mapping[str, Any]) -> list[str]:
         rate = str(param(params, "bandwidth", "rate"))
