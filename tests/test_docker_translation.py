@@ -8,9 +8,15 @@ import pytest
 
 from agent.adapters.docker_engine import group_of, health_from_status, target_from_list_entry
 from agent.config import parse_toml_text
-from agent.discovery import needs_netns_sharers, netns_refs, with_netns_sharers
+from agent.discovery import (
+    discover_containers,
+    needs_netns_sharers,
+    netns_refs,
+    with_netns_sharers,
+)
 from agent.faults import network
 from agent.faults.container import parse_started_at
+from agent.selection import evaluate, policy_from_config
 
 pytestmark = pytest.mark.pure
 
@@ -149,3 +155,40 @@ def test_sharers_are_gathered_only_when_a_namespace_fault_is_enabled():
     assert needs_netns_sharers(
         parse_toml_text('[faults]\nenabled = ["pause", "loss"]\n', source="t")
     )
+
+
+class CountingDocker(NoDocker):
+    """Answers list calls only, and counts them."""
+
+    def __init__(self, entries: list[dict]) -> None:
+        self.entries = entries
+        self.lists: list[str | None] = []
+
+    def list_containers(self, label: str | None = None) -> list[dict]:
+        self.lists.append(label)
+        key, _, value = (label or "").partition("=")
+        return [e for e in self.entries if not label or (e.get("Labels") or {}).get(key) == value]
+
+
+def test_one_discovery_lists_twice_and_selection_never_calls_docker():
+    config = parse_toml_text('[faults]\nenabled = ["pause", "loss", "partition"]\n', source="t")
+    entries = [
+        {
+            **entry(**{"chaos.enable": "true", "chaos.group": "web"}),
+            "Id": f"{n:064x}",
+            "Names": [f"/web-{n}"],
+        }  # fmt: skip
+        for n in range(1, 11)
+    ]
+    entries.append(shared("sidecar", f"container:{1:064x}"))
+    docker = CountingDocker(entries)
+    targets = discover_containers(config, docker, "")  # type: ignore[arg-type]
+    assert docker.lists == ["chaos.enable=true", None]
+    faults = {f.name: f for f in network.network_faults(NoDocker(), None)}  # type: ignore[arg-type]
+    policy = policy_from_config(
+        config, refuse=lambda t, name: faults[name].refuse(t) if name in faults else None
+    )
+    found = {e.target.name: e for e in evaluate(targets, [], policy)}
+    assert len(found) == 10 and docker.lists == ["chaos.enable=true", None]
+    assert found["web-1"].faults == ("pause",)  # its namespace is shared: network faults refused
+    assert found["web-2"].faults == ("pause", "loss", "partition")
