@@ -159,13 +159,10 @@ class Engine:
             while not self.stop_requested:
                 if self.inject_blocked and not self.active:
                     break
-                allow = not (once and attempted)
                 before = self.next_attempt
-                self.tick(allow_inject=allow)
-                if allow and self.next_attempt != before:
-                    attempted = True
-                if once and attempted:
-                    self.next_attempt = None  # no second attempt: never wake for one
+                self.tick(allow_inject=True)
+                if once and self.next_attempt != before:  # the one attempt was made
+                    attempted, self.next_attempt = True, None  # never wake for another
                 if on_tick is not None:
                     on_tick(self)
                 if once and attempted and not self.active:
