@@ -151,7 +151,7 @@ def build_engine(
     docker = docker or DockerEngine()
     cluster = SwarmCluster(docker)
     registry = build_registry(config, docker, warn=log, cluster=cluster)
-    # probe only what may be chosen: the capability probe costs subprocesses
+    # check only what may be chosen: the capability check costs subprocesses
     enabled = {(kind, name) for kind, names in enabled_faults(config).items() for name in names}
     unavailable = registry.unavailable(only=enabled)
 

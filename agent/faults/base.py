@@ -98,8 +98,8 @@ class FaultRegistry:
     def unavailable(
         self, only: Iterable[tuple[str, str]] | None = None
     ) -> dict[tuple[str, str], str]:
-        """Faults this host cannot do, with the reason (probed once, at start).
-        `only`: probe just these (kind, name) pairs, e.g. the enabled ones."""
+        """Faults this host cannot do, with the reason (checked once, at start).
+        `only`: check just these (kind, name) pairs, e.g. the enabled ones."""
         wanted = set(only) if only is not None else None
         out: dict[tuple[str, str], str] = {}
         for key, fault in self._faults.items():
