@@ -191,7 +191,8 @@ def inject(
     duration: Annotated[str | None, typer.Option("--duration", "-d", help="e.g. 30s")] = None,
     force: Annotated[bool, typer.Option("--force", help="Skip the replica safety rules")] = False,
     detach: Annotated[
-        bool, typer.Option("--detach", help="Return at once; the watchdog heals at the deadline")
+        bool,
+        typer.Option("--detach", help="Return at once; the dead-man heal heals at the deadline"),
     ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would happen")] = False,
     config_path: ConfigOpt = None,
@@ -213,9 +214,9 @@ def inject(
 
             record = inject_now(engine, fault, target, seconds, force=force)
             if detach:
-                if engine.start_watchdog is None:
+                if engine.arm_deadman is None:
                     _log(
-                        "warning: the watchdog is disabled; run `chaos-agent heal` after the duration"
+                        "warning: the dead-man heal is off; run `chaos-agent heal` after the duration"
                     )
                 _log(
                     f"detached: {record.fault} on {printable(record.target_name)} heals at "
@@ -321,9 +322,10 @@ def report(
     config_path: ConfigOpt = None,
 ) -> None:
     """What the run showed: per fault, per group (survived/degraded/outage), availability."""
-    from agent.report import build_report, render_table, report_to_json
+    from agent.report import build_report, report_to_json
     from agent.report_input import journal_paths as expand
     from agent.report_input import stream_journal
+    from agent.report_text import render_table
 
     try:
         given = journal_paths or [str(_load(config_path).agent.journal)]

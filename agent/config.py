@@ -19,7 +19,16 @@ from typing import Any
 from agent import model
 from agent.durations import parse_duration
 from agent.errors import ConfigError, UsageError
+from agent.fault_params import DEFAULTS as FAULT_PARAMS
+from agent.fault_params import (
+    DURATION_PARAMS,
+    choice_problem,
+    missing_partner,
+    rate_problem,
+    signal_problem,
+)
 from agent.ops_config import MetricsSection, NotifySection, parse_metrics, parse_notify
+from agent.windows import Window, check_timezone, parse_window
 
 DEFAULT_CONFIG_TOML = """\
 # chaos-agent embedded default: pause, stop, kill or restart one replica at a
@@ -44,23 +53,7 @@ enabled = ["kill", "stop", "pause", "restart"]
 """
 
 # Known parameters per fault and their defaults; values are validated below.
-FAULT_PARAMS: dict[str, dict[str, Any]] = {
-    "kill": {"signal": "SIGKILL", "mode": "crash"},  # mode: crash (host PID) | api
-    "stop": {"timeout": "10s"},
-    "pause": {},
-    "restart": {"timeout": "10s"},
-    "partition": {"mode": "isolate", "from_group": "", "host_ports": True},
-    "loss": {"percent": 30.0},
-    "latency": {"delay": "200ms"},
-    "jitter": {"delay": "100ms", "jitter": "50ms"},
-    "bandwidth": {"rate": "1mbit"},
-    "disconnect": {"network": ""},
-}
-
-DURATION_PARAMS = ("timeout", "delay", "jitter")
 PROBE_TIMEOUT_MAX = 30.0  # a check slower than this tells nothing; shutdown never waits on it
-
-SIGNALS = ("SIGKILL", "SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGABRT", "SIGSEGV", "SIGUSR1")
 
 
 DEADMAN_MODES = ("auto", "process", "container", "systemd", "off")
@@ -109,13 +102,6 @@ class TargetsSection:
     min_healthy: int | float = 1  # int, or a fraction (from "50%": rounds up, the safe way)
     max_per_group: int | float = 1  # int, or a fraction (from "34%": rounds down)
     max_concurrent: int = 1
-
-
-@dataclass(frozen=True)
-class Window:
-    days: frozenset[int]  # 0=Mon .. 6=Sun
-    start_minute: int  # minutes after midnight
-    end_minute: int
 
 
 @dataclass(frozen=True)
@@ -329,66 +315,34 @@ def _fault_name(name: str, where: str, source: str, allowed: tuple[str, ...]) ->
     return name
 
 
-_DAY_NAMES = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-
-
-def parse_window(text: str, where: str) -> Window:
-    """'Mon-Fri 09:00-17:00', 'Sat 10:00-12:00', 'daily 00:00-24:00'."""
-    match = re.fullmatch(
-        r"\s*([A-Za-z]{3,5})(?:-([A-Za-z]{3}))?\s+(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})\s*", text
-    )
-    if not match:
-        raise ConfigError(f"{where}: {text!r} is not a window like 'Mon-Fri 09:00-17:00'")
-    first, last = match.group(1).lower(), (match.group(2) or "").lower()
-    if first == "daily" and not last:
-        days = frozenset(range(7))
-    else:
-        if first not in _DAY_NAMES or (last and last not in _DAY_NAMES):
-            raise ConfigError(f"{where}: {text!r}: days are Mon..Sun or 'daily'")
-        a = _DAY_NAMES.index(first)
-        b = _DAY_NAMES.index(last) if last else a
-        days = frozenset((a + i) % 7 for i in range((b - a) % 7 + 1))
-    h1, m1, h2, m2 = (int(match.group(i)) for i in range(3, 7))
-    start, end = h1 * 60 + m1, h2 * 60 + m2
-    if h1 > 23 or m1 > 59 or m2 > 59 or end > 24 * 60 or end <= start:
-        raise ConfigError(f"{where}: {text!r}: times must be HH:MM with start before end")
-    return Window(days=days, start_minute=start, end_minute=end)
-
-
 def _parse_fault_params(fault: str, table: TomlTable) -> dict[str, Any]:
     out: dict[str, Any] = {}
     defaults = FAULT_PARAMS[fault]
     for key, default in defaults.items():
         if not table.has(key):
             continue
-        if key in ("timeout", "delay", "jitter"):
+        if key in DURATION_PARAMS:
             out[key] = table.duration(key, 0.0)
         elif key == "percent":
             out[key] = table.number(key, default, minimum=0.0, maximum=100.0)
         elif key == "host_ports":
             out[key] = table.bool(key, default)
-        elif key == "signal":
-            sig = table.str(key, default).upper()
-            if not sig.startswith("SIG"):
-                sig = "SIG" + sig
-            if sig not in SIGNALS:
-                raise table.err(key, f"unknown signal (use one of {', '.join(SIGNALS)})")
-            out[key] = sig
-        elif key == "mode":
-            choices = ("crash", "api") if fault == "kill" else ("isolate", "split", "from")
-            value = table.str(key, default)
-            if value not in choices:
-                raise table.err(key, f"must be one of {', '.join(choices)}, got {value!r}")
-            out[key] = value
-        elif key == "rate":
-            value = table.str(key, default)
-            if not re.fullmatch(r"\d+(?:\.\d+)?(?:bit|kbit|mbit|gbit|bps|kbps|mbps)", value):
-                raise table.err(key, f"expected a rate like '1mbit' or '500kbit', got {value!r}")
-            out[key] = value
         else:
-            out[key] = table.str(key, default)
-    if fault == "partition" and out.get("mode") == "from" and not out.get("from_group"):
-        raise table.err("from_group", "mode 'from' needs from_group, the group to cut off from")
+            value = table.str(key, default)
+            if key == "signal":
+                value = value.upper()
+                value = value if value.startswith("SIG") else "SIG" + value
+                problem = signal_problem(value)
+            elif key == "rate":
+                problem = rate_problem(value)
+            else:
+                problem = choice_problem(fault, key, value)
+            if problem:
+                raise table.err(key, problem)
+            out[key] = value
+    partner = missing_partner(fault, out)
+    if partner:
+        raise table.err(*partner)
     table.done()
     return out
 
@@ -491,8 +445,9 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
             for j, n in enumerate(p.str_list("faults", model.PROCESS_FAULTS))
         )
         signal_name = p.str("signal", "SIGKILL").upper()
-        if signal_name not in SIGNALS:
-            raise p.err("signal", f"unknown signal (use one of {', '.join(SIGNALS)})")
+        problem = signal_problem(signal_name)
+        if problem:
+            raise p.err("signal", problem)
         processes.append(
             ProcessGroup(
                 group=group,
@@ -580,17 +535,6 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
         notify=notify,
         source=source,
     )
-
-
-def check_timezone(name: str, where: str) -> None:
-    if name == "UTC":  # always known (gate.in_window uses datetime's own UTC for it)
-        return
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"{where}: unknown time zone {name!r} (e.g. 'Europe/Berlin')") from None
 
 
 def decode_toml(text: str, *, source: str) -> dict[str, Any]:

@@ -1,15 +1,16 @@
 """The one orchestrator, read as its flow: run -> tick -> attempt -> inject -> heal.
 
-`run` recovers what a previous run left, then ticks until stopped and heals everything.
-Each `tick` settles and starts due heals, renews leases, watches the kill switch and the
-stop condition, and when an attempt is due asks the gate (agent/gate.py) whether a fault
-may start. `attempt` discovers and plans; `inject` takes a lease, writes the ledger,
-then acts; `heal` settles outcomes into the ledger, the leases and the journal.
+`run` heals what a previous run left (agent/recovery.py), then ticks until stopped and
+heals everything. Each `tick` settles and starts due heals, renews leases, watches the
+kill switch and the stop condition (agent/stops.py), and when an attempt is due asks the
+gate (agent/gate.py) whether a fault may start. `attempt` discovers and plans; `inject`
+takes a lease, writes the ledger, then acts; `heal` settles outcomes into the ledger,
+the leases and the journal.
 
 The rooms: `Heals` (due times, back-off, the pool), `LeaseKeeper` (acquire, renew,
-release, coordinator up/down), the gate. Each step to an injection fails closed: no
-lease, no ledger write, no identity, no injection. Signal handlers only set a flag;
-healing runs in the main loop, which is the only writer of the ledger.
+release, coordinator up/down), the gate, `Voice` (log line and journal event). Each
+step to an injection fails closed: no lease, no ledger write, no identity, no injection.
+Signal handlers only set a flag; healing runs in the main loop, the only ledger writer.
 """
 
 from __future__ import annotations
@@ -19,47 +20,41 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 from agent.config import Config
 from agent.errors import (
     AgentError,
     FaultFailed,
     LeaseRefused,
-    LedgerCorrupt,
     LedgerError,
-    NotEligible,
     TargetGone,
-    Unsupported,
-    UsageError,
 )
 from agent.faults.base import Fault, FaultRegistry
 from agent.gate import Closed, GateState, why_closed
 from agent.heals import Finished, Heals
-from agent.journal import Journal, fault_fields, unhealed_intents
+from agent.journal import Journal, fault_fields
 from agent.lease_keeper import LeaseKeeper
 from agent.leases import LeaseProvider
 from agent.ledger import ActiveFaults, LedgerLike
-from agent.model import ActiveFault, HealOutcome, PastFault, Pinned, Plan, Skip, Target
+from agent.model import ActiveFault, HealOutcome, Identity, PastFault, Plan, Skip, Target
 from agent.planner import Timing, next_gap, plan
-from agent.selection import Policy, Verdict, describe_selection, evaluate
+from agent.recovery import Sweep, left_behind, sweep_leftovers
+from agent.selection import Eligibility, Policy, describe_selection, evaluate
+from agent.settle import Settler
+from agent.stops import KillSwitch, ProbesLike, StopCondition
 from agent.textsafe import printable
+from agent.voice import Voice
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_HALTED = 3  # the stop condition (probes) halted the run
 
 
-class ProbesLike(Protocol):
-    def start(self) -> None: ...
+class Deadman(Protocol):
+    """An armed dead-man heal (agent.deadman), stood down once nothing is left to heal."""
 
-    def signal_stop(self) -> None: ...
-
-    def stop(self, timeout: float | None = None) -> None: ...
-
-    def snapshot(self) -> dict[str, dict[str, Any]]: ...
-
-    def halt_reason(self, stop: Any, now: float | None = None) -> str | None: ...
+    def terminate(self) -> None: ...
 
 
 def new_fault_id() -> str:
@@ -75,54 +70,45 @@ class Engine:
         policy: Policy,
         timing: Timing,
         discover: Callable[[], list[Target]],
-        pin: Callable[[Target], Pinned],
+        pin: Callable[[Target], Identity],
         ledger: LedgerLike,
         journal: Journal,
         leases: LeaseProvider,
         rng: random.Random,
         dry_run: bool = False,
         probes: ProbesLike | None = None,
-        sweep: Callable[[set[str]], list[str]] | None = None,
-        start_watchdog: Callable[[], Any] | None = None,
+        sweep: Sweep | None = None,
+        arm_deadman: Callable[[], Deadman] | None = None,
         log: Callable[[str], None] = lambda _m: None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.config = config
-        self.registry = registry
-        self.policy = policy
-        self.timing = timing
-        self.discover = discover
-        self.pin = pin
-        self.ledger = ledger
-        self.journal = journal
-        self.rng = rng
-        self.dry_run = dry_run
-        self.probes = probes
-        self.sweep = sweep
-        self.start_watchdog = start_watchdog
-        self.log = log
-        self.clock = clock
-        self.monotonic = monotonic
+        self.config, self.registry, self.policy, self.timing = config, registry, policy, timing
+        self.discover, self.pin, self.ledger, self.journal = discover, pin, ledger, journal
+        self.rng, self.dry_run, self.probes, self.sweep = rng, dry_run, probes, sweep
+        self.arm_deadman, self.log, self.clock, self.monotonic = arm_deadman, log, clock, monotonic
+        self.voice = Voice(journal, log)
         self.wake = threading.Event()
         self.heals = Heals(registry, wake=self.wake, clock=clock, monotonic=monotonic)
         self.leases = LeaseKeeper(
             leases,
             monotonic=monotonic,
-            on_down=self._error,
+            on_down=self.voice.error,
             on_up=self._coordinator_up,
-            on_down_quiet=self._journal_error,
+            on_down_quiet=self.voice.error_quiet,
         )
-        self.records = ActiveFaults(ledger, on_error=self._error)
+        self.records = ActiveFaults(ledger, on_error=self.voice.error)
+        self.settler = Settler(
+            self.records, self.heals, self.leases, self.voice, stuck_after=timing.stuck_after
+        )
+        self.kill_switch = KillSwitch(config.agent.kill_switch)
+        self.stop_condition = StopCondition(probes, config.stop)
         self.history: list[PastFault] = []
         self.stop_requested = ""
         self.inject_blocked = ""  # non-empty: no new injections (corrupt ledger)
-        self.halted = ""  # the stop condition that halted the run
-        self.kill_switch_seen = False
         self.next_attempt: float | None = None
-        self.last_verdicts: list[Verdict] = []
-        self._watchdog: Any = None
-        self._last_error = ""
+        self.last_eligibility: list[Eligibility] = []
+        self.deadman: Deadman | None = None
 
     @property
     def active(self) -> list[ActiveFault]:
@@ -132,6 +118,11 @@ class Engine:
     @active.setter
     def active(self, faults: list[ActiveFault]) -> None:
         self.records.faults = list(faults)
+
+    @property
+    def halted(self) -> str:
+        """The stop condition that halted the run ('' while it runs)."""
+        return self.stop_condition.halted
 
     def request_stop(self, reason: str) -> None:
         """Safe to call from a signal handler: only sets a flag and wakes the loop."""
@@ -155,9 +146,8 @@ class Engine:
             sentence = self.describe()
         except AgentError as exc:
             sentence = f"discovery failed: {exc.one_line()}"
-        self.log(sentence)
-        self.journal.write(
-            "start", targets=sentence, config=self.config.source, dry_run=self.dry_run
+        self.voice.say(
+            "start", sentence, targets=sentence, config=self.config.source, dry_run=self.dry_run
         )
         if self.probes is not None:
             self.probes.start()
@@ -169,11 +159,10 @@ class Engine:
             while not self.stop_requested:
                 if self.inject_blocked and not self.active:
                     break
-                allow = not (once and attempted)
                 before = self.next_attempt
-                self.tick(allow_inject=allow)
-                if allow and self.next_attempt != before:
-                    attempted = True
+                self.tick(allow_inject=True)
+                if once and self.next_attempt != before:  # the one attempt was made
+                    attempted, self.next_attempt = True, None  # never wake for another
                 if on_tick is not None:
                     on_tick(self)
                 if once and attempted and not self.active:
@@ -186,34 +175,21 @@ class Engine:
             code = self.shutdown(self.stop_requested or "run ended")
         if self.halted:
             return EXIT_HALTED
-        if self.inject_blocked:
-            return EXIT_FAILED
-        return code
+        return EXIT_FAILED if self.inject_blocked else code
 
     def recover(self) -> list[tuple[ActiveFault, HealOutcome]]:
         """Heal everything a previous run left behind, then sweep tagged leftovers."""
-        try:
-            records = self.ledger.load()
-        except LedgerCorrupt as exc:
-            path = self.journal.path
-            records = unhealed_intents(path) if path is not None else []
-            moved = self.ledger.quarantine()
-            self.inject_blocked = f"{exc.message}; kept as {moved}; recovered {len(records)} fault(s) from the journal"
-            self.log(f"error: {self.inject_blocked}")
-            self.journal.write("error", message=self.inject_blocked)
-        self.active = list(records)
+        left = left_behind(self.ledger, self.journal.path)
+        if left.blocked:
+            self.inject_blocked = left.blocked
+            self.voice.error(left.blocked)
+        self.active = left.records
         results = []
         for record in list(self.active):
-            self.journal.write("recover", **fault_fields(record))
+            self.voice.note("recover", **fault_fields(record))
             results.append((record, self.heal(record, reason="recovered after restart")))
         if self.sweep is not None:
-            owned = {a.fault_id for a in self.active}
-            try:
-                for item in self.sweep(owned):
-                    self.log(f"removed leftover {printable(item)}")
-                    self.journal.write("sweep", detail=item)
-            except AgentError as exc:
-                self._error(f"leftover sweep failed: {exc.one_line()}")
+            sweep_leftovers(self.sweep, {a.fault_id for a in self.active}, self.voice)
         return results
 
     def shutdown(self, reason: str) -> int:
@@ -232,12 +208,12 @@ class Engine:
         self.heals.close()
         self.leases.close()
         left = len(self.active)
-        if self._watchdog is not None and left == 0:
+        if self.deadman is not None and left == 0:
             try:
-                self._watchdog.terminate()
+                self.deadman.terminate()
             except OSError:
                 pass
-        self.journal.write("stop", reason=reason, left=left)
+        self.voice.note("stop", reason=reason, left=left)
         if left:
             self.log(
                 f"error: {left} fault(s) could not be healed; they stay in the ledger for the next start"
@@ -249,10 +225,12 @@ class Engine:
     def tick(self, *, allow_inject: bool) -> None:
         self.heal_due()
         self.renew_leases()
-        if self.watch_kill_switch():
+        if self.kill_switch.check(self.voice):
             self.heal_all("kill switch")
             return
-        if self.watch_stop_condition():
+        halt = self.stop_condition.check(self.voice)
+        if halt:
+            self.request_stop(f"stop condition: {halt}")
             return
         if not allow_inject or self.next_attempt is None or self.monotonic() < self.next_attempt:
             return
@@ -263,35 +241,9 @@ class Engine:
         try:
             self.attempt()
         except Exception as exc:  # noqa: BLE001 - a bug must not skip healing
-            self._error(f"attempt failed: {exc.__class__.__name__}: {exc}")
+            self.voice.error(f"attempt failed: {exc.__class__.__name__}: {exc}")
         gap = next_gap(self.rng, self.config.schedule.mean_interval, self.config.schedule.min_gap)
         self.next_attempt = self.monotonic() + gap
-
-    def watch_kill_switch(self) -> bool:
-        """True while the kill switch file is present (journaled once on each change)."""
-        present = self.config.agent.kill_switch.exists()
-        if present and not self.kill_switch_seen:
-            msg = f"kill switch {self.config.agent.kill_switch} present: healing all, no new faults"
-            self.log(msg)
-            self.journal.write("halt", reason=msg)
-        elif not present and self.kill_switch_seen:
-            self.log("kill switch removed: resuming")
-            self.journal.write("resume", reason="kill switch removed")
-        self.kill_switch_seen = present
-        return present
-
-    def watch_stop_condition(self) -> bool:
-        """True when the probes' stop condition halts the run (it stops the agent)."""
-        if self.probes is None or self.halted:
-            return False
-        reason = self.probes.halt_reason(self.config.stop)
-        if not reason:
-            return False
-        self.halted = reason
-        self.log(f"stop condition: {reason}")
-        self.journal.write("halt", reason=reason)
-        self.request_stop(f"stop condition: {reason}")
-        return True
 
     def gate(self) -> Closed | None:
         """May a fault start now? (None: yes.)"""
@@ -302,7 +254,7 @@ class Engine:
                 max_concurrent=self.policy.max_concurrent,
                 active=self.active,
                 last_fault_at=max((h.at for h in self.history), default=None),
-                kill_switch=str(self.config.agent.kill_switch) if self.kill_switch_seen else "",
+                kill_switch=str(self.kill_switch.path) if self.kill_switch.present else "",
                 halted=self.halted,
                 blocked=self.inject_blocked,
                 heals_in_flight=self.heals.busy,
@@ -340,27 +292,24 @@ class Engine:
         if isinstance(decision, Skip):
             self._skip(decision.reason)
             return None
-        self.journal.write(
-            "plan",
-            fault=decision.fault,
-            container=decision.target.name,
-            container_id=decision.target.id,
-            group=decision.target.group,
-            duration=decision.duration_s,
-        )
+        target = decision.target
+        self.voice.note(
+            "plan", fault=decision.fault, container=target.name, container_id=target.id,
+            group=target.group, duration=decision.duration_s,
+        )  # fmt: skip
         try:
             return self.inject(decision)
         except AgentError as exc:
-            self._skip(f"{decision.fault} {decision.target.name}: {exc.one_line()}")
+            self._skip(f"{decision.fault} {target.name}: {exc.one_line()}")
             return None
 
-    def evaluate(self, targets: Sequence[Target] | None = None) -> list[Verdict]:
+    def evaluate(self, targets: Sequence[Target] | None = None) -> list[Eligibility]:
         found = list(targets) if targets is not None else self.discover()
-        self.last_verdicts = evaluate(found, self.active, self.policy)
-        return self.last_verdicts
+        self.last_eligibility = evaluate(found, self.active, self.policy)
+        return self.last_eligibility
 
     def describe(self) -> str:
-        return describe_selection(self.last_verdicts, self.policy)
+        return describe_selection(self.last_eligibility, self.policy)
 
     def decide(self, targets: Sequence[Target]) -> Plan | Skip:
         return plan(
@@ -368,41 +317,20 @@ class Engine:
         )
 
     def _skip(self, reason: str) -> None:
-        self.log(f"not faulting: {printable(reason, 300)}")
-        self.journal.write("skip", reason=reason)
+        self.voice.say("skip", f"not faulting: {printable(reason, 300)}", reason=reason)
 
     # -- inject ----------------------------------------------------------------------------
     def inject(self, decision: Plan) -> ActiveFault:
         """lease -> ledger -> inject -> journal. Raises AgentError when refused."""
         target = decision.target
-        fault = self.fault_for(target.kind, decision.fault)
-        missing = fault.unavailable()
-        if missing:
-            raise Unsupported(f"{decision.fault} is not available on this host: {missing}")
-        refusal = fault.refuse(target)
-        if refusal:
-            raise NotEligible(f"{decision.fault} refused on {target.name}: {refusal}")
+        fault = self.registry.ready(decision.fault, target)
         pinned = self.pin(target)  # fresh identity right before inject
         fault_id = new_fault_id()
-        same_group = [v.target for v in self.last_verdicts if v.target.group == target.group]
+        same_group = [v.target for v in self.last_eligibility if v.target.group == target.group]
         lease = self.leases.acquire(decision, same_group or [target])
         now = self.clock()
-        record = ActiveFault(
-            fault_id=fault_id,
-            fault=decision.fault,
-            target_kind=target.kind,
-            target_id=target.id,
-            target_name=target.name,
-            group=target.group,
-            injected_at=now,
-            deadline=now + decision.duration_s,
-            started_at=pinned.started_at,
-            pid=pinned.pid,
-            params=dict(decision.params),
-            artifacts=tuple(fault.artifacts(fault_id, target, decision.params)),
-            status="injecting",
-            lease=lease.to_json(),
-        )
+        artifacts = tuple(fault.artifacts(fault_id, target, decision.params))
+        record = decision.intent(fault_id, now, pinned, artifacts, lease.to_json())
         try:
             self.records.add(record)  # write-ahead: durable before the effect
         except LedgerError:
@@ -410,8 +338,8 @@ class Engine:
             raise
         self.leases.hold(fault_id, lease)
         self.heals.schedule(fault_id, decision.duration_s)
-        self.journal.write("intent", record=record.to_json(), **fault_fields(record))
-        self._ensure_watchdog()
+        self.voice.note("intent", record=record.to_json(), **fault_fields(record))
+        self._arm_deadman()
         self.history.append(PastFault(decision.fault, target.id, target.group, now))
         if not self.leases.valid(fault_id):  # held up since acquire (frozen, slow disk)
             refused = LeaseRefused("the lease ran out before inject: not injecting")
@@ -429,33 +357,30 @@ class Engine:
             raise error from None
         record = record.evolve(status="active", extra=dict(extra))
         self.records.replace(record)
-        self.log(f"injected {printable(fault.describe(record))} [{fault_id}]")
-        self.journal.write("inject", extra=dict(extra), **fault_fields(record))
+        line = f"injected {printable(fault.describe(record))} [{fault_id}]"
+        self.voice.say("inject", line, extra=dict(extra), **fault_fields(record))
         return record
 
     def _roll_back(self, record: ActiveFault, error: AgentError, reason: str) -> None:
-        self.journal.write("inject_failed", error=error.one_line(), **fault_fields(record))
+        self.voice.note("inject_failed", error=error.one_line(), **fault_fields(record))
         self.heal(record, reason=reason)
 
-    def _ensure_watchdog(self) -> None:
-        if self.start_watchdog is not None and self._watchdog is None:
+    def _arm_deadman(self) -> None:
+        """Arm the dead-man heal once per run, before the first effect."""
+        if self.arm_deadman is not None and self.deadman is None:
             try:
-                self._watchdog = self.start_watchdog()
+                self.deadman = self.arm_deadman()
             except OSError as exc:
-                self._error(f"cannot start the heal watchdog: {exc}")
+                self.voice.error(f"cannot arm the dead-man heal: {exc}")
 
     def fault_for(self, kind: str, name: str) -> Fault:
-        fault = self.registry.get(kind, name)
-        if fault is None:
-            known = ", ".join(sorted(self.registry.names(kind))) or "none"
-            raise UsageError(f"unknown {kind} fault {name!r} (known: {known})")
-        return fault
+        return self.registry.require(kind, name)
 
     # -- heal ------------------------------------------------------------------------------
     def heal(self, record: ActiveFault, *, reason: str) -> HealOutcome:
         """Heal one record now; on verified success drop it from the ledger."""
         outcome = self.heals.effect(record)
-        self._settle([Finished(record, outcome, reason)])
+        self.settler.settle([Finished(record, outcome, reason)])
         return outcome
 
     def heal_due(self) -> None:
@@ -468,83 +393,29 @@ class Engine:
     def collect_heals(self, *, wait: bool = False) -> None:
         """Settle the heals that finished (all of them with wait=True)."""
         finished = self.heals.collect(wait=wait)
-        if finished:
-            current = {a.fault_id: a for a in self.active}  # heal_attempts may have grown
-            self._settle(
-                [
-                    Finished(current.get(f.record.fault_id, f.record), f.outcome, f.reason)
-                    for f in finished
-                ]
-            )
-
-    def heal_many(self, items: Sequence[tuple[ActiveFault, str]]) -> None:
-        """Heal several at once and wait: effects in parallel on the pool, then one
-        ledger write, so heals due together are not late by each other."""
-        self.collect_heals(wait=True)  # never two heals of one record at once
-        active = {a.fault_id for a in self.active}
-        for record, reason in items:
-            if record.fault_id in active:
-                self.heals.start(record, reason)
-        self.collect_heals(wait=True)
+        current = {a.fault_id: a for a in self.active}  # heal_attempts may have grown
+        self.settler.settle(
+            [f._replace(record=current.get(f.record.fault_id, f.record)) for f in finished]
+        )
 
     def heal_all(self, reason: str, *, budget: float | None = None, passes: int = 1) -> bool:
-        """Heal every active fault (in parallel); True if none is left."""
+        """Heal every active fault in parallel on the pool, then one ledger write, so heals
+        due together are not late by each other; True if none is left."""
         end = None if budget is None else self.monotonic() + budget
         for _ in range(passes):
             if not self.active or (end is not None and self.monotonic() > end):
                 break
-            self.heal_many([(record, reason) for record in list(self.active)])
+            self.collect_heals(wait=True)  # never two heals of one record at once
+            for record in list(self.active):
+                self.heals.start(record, reason)
+            self.collect_heals(wait=True)
         return not self.active
 
     def renew_leases(self) -> None:
         for record, reason in self.leases.renew_due(list(self.active), skip=self.heals.in_flight):
             self.heal(record, reason=reason)
 
-    def _settle(self, results: Sequence[Finished]) -> None:
-        """Ledger, leases and journal after heal attempts (one ledger write for all healed)."""
-        healed = [f for f in results if f.outcome.healed]
-        if healed:
-            self.records.remove(*(f.record.fault_id for f in healed))
-            for record, outcome, reason in healed:
-                self.heals.forget(record.fault_id)
-                self.leases.release(record.fault_id)
-                event = "healed_by_environment" if outcome.how == "environment" else "heal"
-                swarm = {} if outcome.converged_s is None else {"converged_s": outcome.converged_s}
-                self.journal.write(
-                    event, how=outcome.how, detail=outcome.detail, reason=reason,
-                    **swarm, **fault_fields(record),
-                )  # fmt: skip
-                name = printable(record.target_name)
-                self.log(f"healed {record.fault} {name}: {outcome.how} ({reason})")
-        for f in results:
-            if not f.outcome.healed:
-                self._heal_failed(f.record, f.outcome)
-
-    def _heal_failed(self, record: ActiveFault, outcome: HealOutcome) -> None:
-        attempts = record.heal_attempts + 1
-        updated = record.evolve(heal_attempts=attempts, last_error=outcome.detail, status="healing")
-        if any(a.fault_id == record.fault_id for a in self.active):
-            self.records.replace(updated)
-        self.heals.failed(updated)
-        self.journal.write(
-            "heal_failed", attempts=attempts, detail=outcome.detail, **fault_fields(record)
-        )
-        name = printable(record.target_name)
-        self.log(f"heal of {record.fault} {name} failed ({attempts}): {printable(outcome.detail)}")
-        if attempts == self.timing.stuck_after:
-            self.journal.write("stuck", attempts=attempts, **fault_fields(record))
-            self.log(f"error: heal of {record.fault} {name} is stuck; no new faults until cleared")
-
-    # -- the error line ---------------------------------------------------------------------
-    def _journal_error(self, message: str) -> None:
-        self.journal.write("error", message=message)
-
-    def _error(self, message: str) -> None:
-        if message != self._last_error:
-            self.log(f"error: {message}")
-            self.journal.write("error", message=message)
-        self._last_error = message
-
     def _coordinator_up(self) -> None:
-        self.log("coordinator reachable again")
-        self.journal.write("lease", message="coordinator reachable again")
+        self.voice.say(
+            "lease", "coordinator reachable again", message="coordinator reachable again"
+        )

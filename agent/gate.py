@@ -8,12 +8,11 @@ it with a sentence for the journal ("not faulting: <reason>").
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from agent.config import Window
 from agent.model import ActiveFault
+from agent.windows import Window, in_window
 
 
 @dataclass(frozen=True)
@@ -46,22 +45,6 @@ class GateState:
 class Closed:
     reason: str
     hold: bool = False  # True: wait for the gate to reopen; no skip is journaled
-
-
-def in_window(now: float, windows: Sequence[Window], timezone: str) -> bool:
-    if not windows:
-        return True
-    if timezone == "UTC":
-        zone: dt.tzinfo = dt.UTC
-    else:
-        from zoneinfo import ZoneInfo  # imported when used: it costs a CLI start ~15 ms
-
-        zone = ZoneInfo(timezone)
-    local = dt.datetime.fromtimestamp(now, zone)
-    minute = local.hour * 60 + local.minute
-    return any(
-        local.weekday() in w.days and w.start_minute <= minute < w.end_minute for w in windows
-    )
 
 
 def why_closed(state: GateState) -> Closed | None:

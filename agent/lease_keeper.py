@@ -82,7 +82,7 @@ class LeaseKeeper:
         return min(lease.local_deadline for lease in self.leases.values()) - self.monotonic()
 
     def retry(self) -> None:
-        """Let the next acquire ask the coordinator again (it is the reachability probe)."""
+        """Let the next acquire ask the coordinator again (it is the reachability check)."""
         self.down_since = None
 
     # -- lifecycle -------------------------------------------------------------------------

@@ -26,7 +26,7 @@ def snapshot(engine: Engine) -> dict[str, Any]:
     """What the live view shows, read from the running engine."""
     now_wall, now_mono = engine.clock(), engine.monotonic()
     groups: dict[str, list[dict[str, Any]]] = {}
-    for v in engine.last_verdicts:
+    for v in engine.last_eligibility:
         t = v.target
         groups.setdefault(t.group, []).append(
             {"name": t.name, "state": t.state, "health": t.health}
@@ -38,11 +38,11 @@ def snapshot(engine: Engine) -> dict[str, Any]:
         for a in engine.active
     ]
     next_at = engine.next_attempt
-    kill_switch = engine.config.agent.kill_switch.name if engine.kill_switch_seen else None
+    kill_switch = engine.kill_switch.path.name if engine.kill_switch.present else None
     return {
         "host": engine.config.agent.host,
         "dry_run": engine.dry_run,
-        "targets_sentence": engine.describe() if engine.last_verdicts else "",
+        "targets_sentence": engine.describe() if engine.last_eligibility else "",
         "groups": [{"name": n, "members": m} for n, m in groups.items()],
         "active": active,
         "next_fault_at": None if next_at is None else now_wall + max(0.0, next_at - now_mono),

@@ -56,6 +56,9 @@ class Target:
     pid: int = 0  # host PID of the main process, when known
     remote: bool = False  # a Swarm task on another node: counted in its group, never faulted here
     ineligible: str = ""  # discovery's reason it may not be faulted (e.g. an orphan task container)
+    # other containers in this one's network namespace (their network_mode is container:<it>),
+    # gathered once per discovery so that refusing a network fault needs no Docker call
+    netns_sharers: tuple[str, ...] = ()
 
     @property
     def running(self) -> bool:
@@ -92,6 +95,23 @@ class Plan:
 
     def describe(self) -> str:
         return f"{self.fault} {self.target.name} ({self.target.group}) for {self.duration_s:g}s"
+
+    def intent(
+        self,
+        fault_id: str,
+        now: float,
+        pinned: Identity,
+        artifacts: tuple[str, ...],
+        lease: Mapping[str, Any] | None,
+    ) -> ActiveFault:
+        """The record written to the ledger before this plan is injected."""
+        t = self.target
+        return ActiveFault(
+            fault_id=fault_id, fault=self.fault, target_kind=t.kind, target_id=t.id,
+            target_name=t.name, group=t.group, injected_at=now, deadline=now + self.duration_s,
+            started_at=pinned.started_at, pid=pinned.pid, params=dict(self.params),
+            artifacts=artifacts, status="injecting", lease=lease,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -170,8 +190,78 @@ class PastFault:
 
 
 @dataclass(frozen=True)
-class Pinned:
+class Identity:
     """A target's identity read right before inject (container StartedAt, or create time)."""
 
     started_at: str
     pid: int
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A container's attachment to one network: enough to restore it exactly.
+
+    Its JSON (`to_json`, keys sorted) is what the disconnect fault writes to the ledger."""
+
+    network: str
+    network_id: str = ""
+    static_ipv4: str = ""
+    static_ipv6: str = ""
+    ipv4: str = ""
+    ipv6: str = ""
+    mac: str = ""
+    aliases: tuple[str, ...] = ()
+    links: tuple[str, ...] = ()
+    link_local_ips: tuple[str, ...] = ()
+    driver_opts: Mapping[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        for key in ("aliases", "links", "link_local_ips"):
+            data[key] = sorted(data[key])
+        data["driver_opts"] = dict(self.driver_opts)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Endpoint:
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in names}
+        for key in ("aliases", "links", "link_local_ips"):
+            kwargs[key] = tuple(kwargs.get(key) or ())
+        kwargs["driver_opts"] = dict(kwargs.get("driver_opts") or {})
+        return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    """What the container faults read about a container (a typed view of an inspect)."""
+
+    id: str
+    started_at: str = ""  # State.StartedAt, as the engine wrote it
+    running: bool = False
+    paused: bool = False
+    restarting: bool = False
+    status: str = ""
+    pid: int = 0
+    networks: Mapping[str, Endpoint] = field(default_factory=dict)
+
+    def same_instance(self, record: ActiveFault) -> bool:
+        """The recorded container, in the same run (not restarted, not recreated)."""
+        return self.id == record.target_id and self.started_at == record.started_at
+
+    def same_running_instance(self, record: ActiveFault) -> bool:
+        """The recorded container, running, with a process to enter (network faults)."""
+        return (
+            self.id == record.target_id
+            and self.running
+            and (not record.started_at or self.started_at == record.started_at)
+            and self.pid > 1
+        )
+
+    def changed_reason(self, record: ActiveFault) -> str:
+        if not self.running:
+            return f"{record.target_name} is not running ({self.status or '?'})"
+        return (
+            f"{record.target_name} was restarted or recreated (started {self.started_at}, "
+            f"recorded {record.started_at})"
+        )

@@ -11,9 +11,10 @@ import random
 from collections.abc import Sequence
 
 from agent.config import ScheduleSection
-from agent.gate import GateState, Timing, in_window, why_closed
+from agent.gate import GateState, Timing, why_closed
 from agent.model import ActiveFault, PastFault, Plan, Skip, Target
 from agent.selection import Policy, evaluate
+from agent.windows import in_window
 
 __all__ = ["Timing", "in_window", "next_gap", "plan", "timing_from_schedule"]
 

@@ -29,8 +29,8 @@ from agent.report import (
     FaultReport,
     Report,
     clock,
-    summary_line,
 )
+from agent.report_text import summary_line
 from agent.textsafe import printable
 
 FAULT_COLOURS = {

@@ -84,7 +84,7 @@ def policy_from_config(
 
 
 @dataclass(frozen=True)
-class Verdict:
+class Eligibility:
     target: Target
     faults: tuple[str, ...]  # faults usable on it now (empty when not eligible)
     reason: str = ""  # why not, when not eligible
@@ -126,14 +126,14 @@ def usable_faults(target: Target, policy: Policy) -> tuple[list[str], list[str]]
 
 def evaluate(
     targets: Sequence[Target], active: Sequence[ActiveFault], policy: Policy
-) -> list[Verdict]:
-    """A verdict for every target, in a stable order (group, name, id)."""
+) -> list[Eligibility]:
+    """Each target's eligibility (usable faults, or why not), in a stable order."""
     under_fault = {a.target_id: a for a in active}
     per_group_active: dict[tuple[str, str], int] = defaultdict(int)
     for a in active:
         per_group_active[(a.target_kind, a.group)] += 1
 
-    verdicts: list[Verdict] = []
+    found: list[Eligibility] = []
     for group in group_targets(targets):
         kind = group.members[0].kind
         rules = policy.rules_for(group.name, kind)
@@ -145,8 +145,8 @@ def evaluate(
         max_faults = resolve_fraction(rules.max_per_group, members, round_up=False)
         active_here = per_group_active[(kind, group.name)]
         for t in group.members:
-            verdicts.append(
-                _verdict(
+            found.append(
+                _eligibility(
                     t,
                     policy,
                     rules,
@@ -159,10 +159,10 @@ def evaluate(
                     members=members,
                 )
             )
-    return verdicts
+    return found
 
 
-def _verdict(
+def _eligibility(
     t: Target,
     policy: Policy,
     rules: GroupRules,
@@ -174,9 +174,9 @@ def _verdict(
     max_faults: int,
     active_here: int,
     members: int,
-) -> Verdict:
-    def no(reason: str) -> Verdict:
-        return Verdict(t, (), reason)
+) -> Eligibility:
+    def no(reason: str) -> Eligibility:
+        return Eligibility(t, (), reason)
 
     if not t.opted_in:
         return no(f"not opted in (no {policy.label}={policy.value} label)")
@@ -213,17 +213,17 @@ def _verdict(
             f"faulting it would leave {left} healthy replica(s) in {t.group}, "
             f"fewer than min_healthy={need_healthy}"
         )
-    return Verdict(t, tuple(usable))
+    return Eligibility(t, tuple(usable))
 
 
 def _show(value: int | float) -> str:
     return str(value) if isinstance(value, int) else f"{value * 100:g}%"
 
 
-def describe_selection(verdicts: Sequence[Verdict], policy: Policy) -> str:
+def describe_selection(found: Sequence[Eligibility], policy: Policy) -> str:
     """One sentence saying what is targeted (printed by `run` at start)."""
-    groups = {(v.target.kind, v.target.group) for v in verdicts}
-    eligible = sum(1 for v in verdicts if v.eligible)
+    groups = {(v.target.kind, v.target.group) for v in found}
+    eligible = sum(1 for v in found if v.eligible)
     # what may be chosen on this host (not only on targets eligible right now)
     faults = sorted(
         {
@@ -235,7 +235,7 @@ def describe_selection(verdicts: Sequence[Verdict], policy: Policy) -> str:
     )
     rules = policy.rules
     return (
-        f"Targeting {len(verdicts)} opted-in target(s) in {len(groups)} group(s) "
+        f"Targeting {len(found)} opted-in target(s) in {len(groups)} group(s) "
         f"(label {policy.label}={policy.value}); {eligible} eligible now; "
         f"faults {', '.join(faults) if faults else 'none usable'}; at most "
         f"{policy.max_concurrent} at a time, {_show(rules.max_per_group)} per group, "

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agent.adapters.docker_engine import DockerEngine, own_container_id
+from agent.adapters.docker_ports import DockerContainers
 from agent.config import Config
 from agent.discovery import discover_all_containers, discover_containers, make_discover, make_pin
 from agent.engine import Engine
@@ -34,7 +35,7 @@ def build_registry(
     warn: Callable[[str], None] | None = None,
     cluster: SwarmCluster | None = None,
 ) -> FaultRegistry:
-    faults: list[Fault] = list(container_faults(docker, warn))
+    faults: list[Fault] = list(container_faults(DockerContainers(docker), warn))
     try:
         from agent.faults.network import network_faults
     except ImportError:
@@ -150,7 +151,7 @@ def build_engine(
     docker = docker or DockerEngine()
     cluster = SwarmCluster(docker)
     registry = build_registry(config, docker, warn=log, cluster=cluster)
-    # probe only what may be chosen: the capability probe costs subprocesses
+    # check only what may be chosen: the capability check costs subprocesses
     enabled = {(kind, name) for kind, names in enabled_faults(config).items() for name in names}
     unavailable = registry.unavailable(only=enabled)
 
@@ -212,6 +213,6 @@ def build_engine(
         dry_run=dry_run,
         probes=runner,
         sweep=sweep,
-        start_watchdog=spawn,
+        arm_deadman=spawn,
         log=log,
     )

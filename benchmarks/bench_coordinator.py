@@ -26,7 +26,7 @@ sys.path.insert(0, str(HERE.parent))
 from coordinator_sshd import SshdServer, _plan, sshd_available  # noqa: E402
 
 from agent.coordinator.client import CoordinatorLeases  # noqa: E402
-from agent.coordinator.policy import Policy  # noqa: E402
+from agent.coordinator.policy import FleetPolicy  # noqa: E402
 from agent.coordinator.protocol import GroupCounts  # noqa: E402
 from agent.coordinator.store import Store  # noqa: E402
 from agent.leases import GroupReport  # noqa: E402
@@ -59,7 +59,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp) / "c.db")
-        pol = Policy(max_concurrent=1000, max_per_group=1000, min_healthy=0, min_gap=0)
+        pol = FleetPolicy(max_concurrent=1000, max_per_group=1000, min_healthy=0, min_gap=0)
         acq, rel = [], []
         for _ in range(min(args.n, 1000)):
             t = time.perf_counter()

@@ -22,11 +22,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from agent.coordinator.admission import Refusal  # noqa: E402
-from agent.coordinator.policy import Policy  # noqa: E402
+from agent.coordinator.policy import FleetPolicy  # noqa: E402
 from agent.coordinator.protocol import MAX_GROUPS, GroupCounts  # noqa: E402
 from agent.coordinator.store import Granted, Store  # noqa: E402
 
-POLICY = Policy(max_concurrent=1000, max_per_group=1000, min_healthy=1, min_gap=0)
+POLICY = FleetPolicy(max_concurrent=1000, max_per_group=1000, min_healthy=1, min_gap=0)
 
 
 def pct(samples: list[float], p: float) -> float:

@@ -27,7 +27,7 @@ from agent.coordinator.admission import (
     admit,
     check_renew,
 )
-from agent.coordinator.policy import Policy
+from agent.coordinator.policy import FleetPolicy
 from agent.coordinator.protocol import GroupCounts
 from agent.coordinator.store import Granted, Interval, Store
 
@@ -50,7 +50,7 @@ def state(*leases: LiveLease, halted: bool = False, last: float | None = None, r
     return FleetState(halted, tuple(leases), last, tuple(reports))
 
 
-POLICY = Policy(max_concurrent=2, max_per_group=1, min_healthy=1, min_gap=0, lease_ttl=10)
+POLICY = FleetPolicy(max_concurrent=2, max_per_group=1, min_healthy=1, min_gap=0, lease_ttl=10)
 
 
 def test_grant_when_nothing_is_live():
@@ -62,7 +62,7 @@ def test_grant_when_nothing_is_live():
 def test_a_short_fault_is_held_for_its_ttl_at_least():
     got = admit(POLICY, state(), request(duration=1), 0.0, MONDAY_NOON)
     assert got == Grant(expires_at=31.0, ttl=10.0)
-    short_grace = Policy(min_gap=0, lease_ttl=60, heal_grace=5)
+    short_grace = FleetPolicy(min_gap=0, lease_ttl=60, heal_grace=5)
     got = admit(short_grace, state(), request(duration=1), 0.0, MONDAY_NOON)
     assert got == Grant(expires_at=60.0, ttl=60.0)
 
@@ -88,14 +88,14 @@ def test_expired_leases_do_not_count():
 
 
 def test_min_gap_counts_from_last_grant():
-    policy = Policy(min_gap=30, max_concurrent=5, max_per_group=5, min_healthy=0)
+    policy = FleetPolicy(min_gap=30, max_concurrent=5, max_per_group=5, min_healthy=0)
     refused = admit(policy, state(last=100.0), request(), 120.0, MONDAY_NOON)
     assert isinstance(refused, Refusal) and refused.code == "min_gap"
     assert isinstance(admit(policy, state(last=100.0), request(), 130.0, MONDAY_NOON), Grant)
 
 
 def test_min_healthy_sums_fresh_reports_of_every_host_and_subtracts_live_faults():
-    policy = Policy(
+    policy = FleetPolicy(
         max_concurrent=5,
         max_per_group=5,
         min_healthy=2,
@@ -113,13 +113,13 @@ def test_min_healthy_sums_fresh_reports_of_every_host_and_subtracts_live_faults(
 
 
 def test_windows_and_allowed_faults():
-    policy = Policy(min_gap=0, windows=(parse_window("Mon-Fri 09:00-17:00", "w"),))
+    policy = FleetPolicy(min_gap=0, windows=(parse_window("Mon-Fri 09:00-17:00", "w"),))
     night = dt.datetime(2024, 1, 1, 22, 0, tzinfo=dt.UTC)
     assert admit(policy, state(), request(), 0, night) == Refusal(
         "window", "outside the policy's time windows"
     )
     assert isinstance(admit(policy, state(), request(), 0, MONDAY_NOON), Grant)
-    only_kill = Policy(min_gap=0, faults=frozenset({"kill"}))
+    only_kill = FleetPolicy(min_gap=0, faults=frozenset({"kill"}))
     got = admit(only_kill, state(), request(), 0, MONDAY_NOON)
     assert isinstance(got, Refusal) and got.code == "fault_not_allowed"
 
@@ -146,7 +146,7 @@ def test_renew_never_shortens_the_hold():
 
 
 def test_renew_extends_from_now_past_the_hold():
-    held_short = Policy(min_gap=0, lease_ttl=10, heal_grace=5)
+    held_short = FleetPolicy(min_gap=0, lease_ttl=10, heal_grace=5)
     got = check_renew(held_short, state(), lease("a", token=3), "h1", 3, 34.0, MONDAY_NOON)
     assert got == Grant(expires_at=44.0, ttl=10.0)
 
@@ -170,7 +170,7 @@ op_strategy = st.one_of(
     st.tuples(st.just("halt"), st.booleans()),
 )
 policy_strategy = st.builds(
-    Policy,
+    FleetPolicy,
     max_concurrent=st.integers(0, 3),
     max_per_group=st.integers(0, 2),
     min_healthy=st.integers(0, 3),
@@ -181,7 +181,7 @@ policy_strategy = st.builds(
 )
 
 
-def check_intervals(policy: Policy, intervals: list[Interval], grants: list[tuple]) -> None:
+def check_intervals(policy: FleetPolicy, intervals: list[Interval], grants: list[tuple]) -> None:
     """From recorded [start, end) intervals only: never more live than allowed."""
     for iv in intervals:
         at = iv.start
@@ -324,7 +324,7 @@ def test_store_never_exceeds_policy(policy, ops):
 
 def test_store_fencing_token_only_grows_and_survives_reopen(tmp_path):
     clock = FakeClock()
-    policy = Policy(max_concurrent=1, min_gap=0, min_healthy=0, lease_ttl=5)
+    policy = FleetPolicy(max_concurrent=1, min_gap=0, min_healthy=0, lease_ttl=5)
     store = Store(tmp_path / "c.db", clock=clock, boot_id=lambda: "b")
     first = store.acquire(policy, "h1", "web", "pause", 10, GroupCounts("web", 2, 2, 2))
     assert isinstance(first, Granted)
@@ -341,7 +341,7 @@ def test_store_fencing_token_only_grows_and_survives_reopen(tmp_path):
 def test_store_reboot_shift_keeps_leases_live_across_a_coordinator_reboot(tmp_path):
     clock = FakeClock()
     boot = ["b1"]
-    policy = Policy(max_concurrent=1, min_gap=0, min_healthy=0, lease_ttl=10)
+    policy = FleetPolicy(max_concurrent=1, min_gap=0, min_healthy=0, lease_ttl=10)
     store = Store(tmp_path / "c.db", clock=clock, boot_id=lambda: boot[0])
     got = store.acquire(policy, "h1", "web", "pause", 30, GroupCounts("web", 2, 2, 2))
     assert isinstance(got, Granted)
@@ -366,14 +366,14 @@ def test_another_identity_cannot_lift_min_healthy(tmp_path):
     `shop/db healthy=100000` must not change that. Declared reporters do count."""
     clock = FakeClock()
     store = Store(tmp_path / "c.db", clock=clock, boot_id=lambda: "b")
-    open_policy = Policy(max_concurrent=5, max_per_group=5, min_healthy=2, min_gap=0)
+    open_policy = FleetPolicy(max_concurrent=5, max_per_group=5, min_healthy=2, min_gap=0)
     mine = GroupCounts("shop/db", 2, 2, 2)
     got = store.acquire(open_policy, "web-b", "shop/db", "pause", 30, mine)
     assert isinstance(got, Refusal) and got.code == "min_healthy"
     store.report("evil", (GroupCounts("shop/db", 100_000, 100_000, 100_000),))
     got = store.acquire(open_policy, "web-b", "shop/db", "pause", 30, mine)
     assert isinstance(got, Refusal) and got.code == "min_healthy", got
-    declared = Policy(
+    declared = FleetPolicy(
         max_concurrent=5,
         max_per_group=5,
         min_healthy=2,
@@ -416,7 +416,7 @@ def test_renew_meets_a_tightened_policy(tmp_path):
     max_duration reaches granted leases at their next renew."""
     clock = FakeClock()
     store = Store(tmp_path / "c.db", clock=clock, boot_id=lambda: "b")
-    loose = Policy(max_concurrent=3, max_per_group=3, min_healthy=0, min_gap=0, lease_ttl=30)
+    loose = FleetPolicy(max_concurrent=3, max_per_group=3, min_healthy=0, min_gap=0, lease_ttl=30)
     counts = GroupCounts("web", 3, 3, 3)
     first = store.acquire(loose, "h1", "web", "pause", 60, counts)
     second = store.acquire(loose, "h2", "web", "pause", 60, counts)

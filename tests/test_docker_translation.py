@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from agent.adapters.docker_engine import group_of, health_from_status, target_from_list_entry
+from agent.config import parse_toml_text
+from agent.discovery import (
+    discover_containers,
+    needs_netns_sharers,
+    netns_refs,
+    with_netns_sharers,
+)
+from agent.faults import network
 from agent.faults.container import parse_started_at
+from agent.selection import evaluate, policy_from_config
 
 pytestmark = pytest.mark.pure
 
@@ -89,3 +100,95 @@ def test_parse_started_at():
     assert parse_started_at("2026-11-26T05:30:01.123456789Z") == pytest.approx(1795671001.123456789)
     assert parse_started_at("2026-11-26T05:30:01Z") == 1795671001.0
     assert parse_started_at("") == 0.0
+
+
+# -- namespace sharers: gathered once per discovery, refusal pure ------------------------
+class NoDocker:
+    """Any call to Docker fails the test: refusal must read only the target."""
+
+    def __getattr__(self, name: str):
+        raise AssertionError(f"refuse called docker.{name}")
+
+
+def shared(name: str, mode: str, cid: str = "") -> dict:
+    return {"Id": cid or name * 8, "Names": [f"/{name}"], "HostConfig": {"NetworkMode": mode}}
+
+
+def test_namespace_sharers_come_from_one_list_by_id_prefix_or_name():
+    owner = target_from_list_entry(
+        entry(**{"chaos.enable": "true"}), label="chaos.enable", value="true"
+    )
+    entries = [
+        entry(),
+        shared("side-b", f"container:{owner.id[:12]}"),
+        shared("side-a", "container:web-1"),
+        shared("elsewhere", "container:" + "f" * 64),
+        shared("plain", "bridge"),
+        {"Id": "c" * 64, "HostConfig": None},  # Podman before the adapter fills it in
+    ]
+    assert netns_refs(entries)[0] == (owner.id[:12], "side-b")
+    (found,) = with_netns_sharers([owner], entries)
+    assert found.netns_sharers == ("side-a", "side-b")
+    assert with_netns_sharers([owner], [entry()]) == [owner]  # nobody shares: same target
+
+
+def test_network_faults_refuse_from_the_target_alone():
+    faults = network.network_faults(NoDocker(), None)  # type: ignore[arg-type]
+    base = target_from_list_entry(entry(), label="chaos.enable", value="true")
+    alone, host = base, replace(base, network_mode="host")
+    sharer = replace(base, network_mode="container:" + "f" * 64)
+    owner = replace(base, netns_sharers=("db-1", "db-2", "db-3", "db-4"))
+    for fault in faults:
+        assert "host" in (fault.refuse(host) or ""), fault.name
+        assert fault.refuse(sharer), fault.name
+        assert fault.refuse(alone) is None, fault.name
+    for fault in faults[:5]:  # inside the shared namespace; disconnect acts on own endpoints
+        reason = fault.refuse(owner) or ""
+        assert reason.startswith("4 other container(s) share its network namespace"), reason
+        assert "(db-1, db-2, db-3)" in reason
+
+
+def test_sharers_are_gathered_only_when_a_namespace_fault_is_enabled():
+    assert not needs_netns_sharers(
+        parse_toml_text('[faults]\nenabled = ["kill", "disconnect"]\n', source="t")
+    )
+    assert needs_netns_sharers(
+        parse_toml_text('[faults]\nenabled = ["pause", "loss"]\n', source="t")
+    )
+
+
+class CountingDocker(NoDocker):
+    """Answers list calls only, and counts them."""
+
+    def __init__(self, entries: list[dict]) -> None:
+        self.entries = entries
+        self.lists: list[str | None] = []
+
+    def list_containers(self, label: str | None = None) -> list[dict]:
+        self.lists.append(label)
+        key, _, value = (label or "").partition("=")
+        return [e for e in self.entries if not label or (e.get("Labels") or {}).get(key) == value]
+
+
+def test_one_discovery_lists_twice_and_selection_never_calls_docker():
+    config = parse_toml_text('[faults]\nenabled = ["pause", "loss", "partition"]\n', source="t")
+    entries = [
+        {
+            **entry(**{"chaos.enable": "true", "chaos.group": "web"}),
+            "Id": f"{n:064x}",
+            "Names": [f"/web-{n}"],
+        }  # fmt: skip
+        for n in range(1, 11)
+    ]
+    entries.append(shared("sidecar", f"container:{1:064x}"))
+    docker = CountingDocker(entries)
+    targets = discover_containers(config, docker, "")  # type: ignore[arg-type]
+    assert docker.lists == ["chaos.enable=true", None]
+    faults = {f.name: f for f in network.network_faults(NoDocker(), None)}  # type: ignore[arg-type]
+    policy = policy_from_config(
+        config, refuse=lambda t, name: faults[name].refuse(t) if name in faults else None
+    )
+    found = {e.target.name: e for e in evaluate(targets, [], policy)}
+    assert len(found) == 10 and docker.lists == ["chaos.enable=true", None]
+    assert found["web-1"].faults == ("pause",)  # its namespace is shared: network faults refused
+    assert found["web-2"].faults == ("pause", "loss", "partition")

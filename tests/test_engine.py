@@ -34,7 +34,8 @@ from agent.journal import Journal, fault_fields, read_journal
 from agent.lease_keeper import RENEW_EVERY_MAX
 from agent.leases import GroupReport, Lease
 from agent.ledger import MemoryLedger
-from agent.model import ActiveFault, HealOutcome, Pinned, Plan, Target
+from agent.model import ActiveFault, HealOutcome, Identity, Plan, Target
+from agent.recovery import LeftBehind, left_behind
 from agent.selection import Policy
 
 pytestmark = pytest.mark.pure
@@ -186,6 +187,14 @@ class FakeProbes:
         return self.reason
 
 
+class FakeDeadman:
+    def __init__(self) -> None:
+        self.terminated = False
+
+    def terminate(self) -> None:
+        self.terminated = True
+
+
 def web(n: int, group: str = "web") -> Target:
     return Target("container", f"{group}{n:061x}", f"{group}-{n}", group, "running")
 
@@ -233,9 +242,9 @@ class Rig:
             monotonic=self.clock.monotonic,
         )
 
-    def _pin(self, target: Target) -> Pinned:
+    def _pin(self, target: Target) -> Identity:
         self.pin_hook()
-        return Pinned(started_at="2026-01-01T00:00:00Z", pid=100)
+        return Identity(started_at="2026-01-01T00:00:00Z", pid=100)
 
     def events(self, kind: str | None = None) -> list[dict[str, Any]]:
         return [e for e in read_journal(self.journal_path) if kind in (None, e.get("event"))]
@@ -538,6 +547,91 @@ def test_recover_heals_what_the_ledger_holds(rig: Rig) -> None:
     assert [o.how for _, o in results] == ["healed"]
     assert fresh.ledger.faults == [] and not fresh.engine.inject_blocked
     fresh.engine.heals.close()
+
+
+def test_a_corrupt_ledger_without_a_journal_blocks_and_recovers_nothing(tmp_path: Path) -> None:
+    ledger = FailingLedger()
+    ledger.corrupt = True
+    left = left_behind(ledger, None)
+    assert left.records == [] and ledger.quarantined
+    assert left.blocked.startswith("ledger is not valid JSON; kept as ledger.json.corrupt")
+    assert left_behind(MemoryLedger(), tmp_path / "none.jsonl") == LeftBehind([], "")
+
+
+def test_recover_sweeps_leftovers_no_record_owns_and_survives_a_failed_sweep(rig: Rig) -> None:
+    rig.inject_one()
+    fresh = Rig(rig.tmp)
+    fresh.ledger.faults = list(rig.ledger.faults)
+    asked: list[set[str]] = []
+
+    def sweep(owned: set[str]) -> list[str]:
+        asked.append(set(owned))
+        return ["chain CHAOS-dead01 in web-3"]
+
+    fresh.engine.sweep = sweep
+    fresh.engine.recover()
+    assert asked == [set()]  # swept after the heals: nothing is owned any more
+    assert fresh.events("sweep")[0]["detail"] == "chain CHAOS-dead01 in web-3"
+    assert "removed leftover chain CHAOS-dead01 in web-3" in fresh.logs
+
+    def broken(owned: set[str]) -> list[str]:
+        raise FaultFailed("iptables said no")
+
+    fresh.engine.sweep = broken
+    assert fresh.engine.recover() == []
+    assert fresh.events("error")[-1]["message"] == "leftover sweep failed: iptables said no"
+    fresh.engine.heals.close()
+
+
+def test_run_once_recovers_injects_heals_and_stands_the_deadman_down(rig: Rig) -> None:
+    armed: list[FakeDeadman] = []
+
+    def arm() -> FakeDeadman:
+        armed.append(FakeDeadman())
+        return armed[-1]
+
+    rig.engine.arm_deadman = arm
+    rig.fault.heal_results = []
+    rig.engine.wake.wait = lambda timeout=None: rig.clock.advance(timeout or 0) or True  # type: ignore[method-assign,assignment]
+    assert rig.engine.run(once=True) == EXIT_OK
+    assert [c[0] for c in rig.fault.calls] == ["inject", "heal"]
+    assert len(armed) == 1 and armed[0].terminated  # armed before the effect, stood down after
+    kinds = [e["event"] for e in rig.events()]
+    assert kinds[0] == "start" and kinds[-1] == "stop"
+    assert kinds.index("intent") < kinds.index("inject") < kinds.index("heal")
+
+
+def test_deadman_is_armed_once_and_kept_while_a_fault_is_left(rig: Rig) -> None:
+    armed: list[FakeDeadman] = []
+    rig.engine.arm_deadman = lambda: armed.append(FakeDeadman()) or armed[-1]
+    rig.inject_one()
+    rig.clock.advance(1)
+    rig.engine.next_attempt = rig.clock.mono
+    rig.inject_one()
+    assert len(armed) == 1
+    rig.fault.heal_results = [HealOutcome(False, "failed", "no")] * 10
+    assert rig.engine.shutdown("SIGTERM") == EXIT_FAILED
+    assert not armed[0].terminated  # it still has a fault to heal at its deadline
+
+
+def test_a_deadman_that_cannot_be_armed_is_an_error_line_not_a_stop(rig: Rig) -> None:
+    def arm() -> FakeDeadman:
+        raise OSError("no fork")
+
+    rig.engine.arm_deadman = arm
+    assert rig.inject_one()
+    assert rig.events("error")[0]["message"] == "cannot arm the dead-man heal: no fork"
+
+
+def test_a_bug_in_an_attempt_is_an_error_and_the_loop_goes_on(rig: Rig) -> None:
+    def broken() -> list[Target]:
+        raise RuntimeError("bug")
+
+    rig.engine.discover = broken
+    rig.engine.next_attempt = rig.clock.mono
+    rig.engine.tick(allow_inject=True)
+    assert rig.events("error")[0]["message"] == "attempt failed: RuntimeError: bug"
+    assert rig.engine.next_attempt > rig.clock.mono  # the next attempt is scheduled anyway
 
 
 # -- the gate, pure ------------------------------------------------------------------------

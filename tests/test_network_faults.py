@@ -20,7 +20,9 @@ import pytest
 
 from agent.adapters import netns
 from agent.adapters.docker_engine import DockerEngine, group_of
+from agent.adapters.docker_ports import DockerContainers
 from agent.config import load_config
+from agent.discovery import with_netns_sharers
 from agent.errors import FaultFailed, Unsupported
 from agent.faults import network
 from agent.model import ActiveFault, Target
@@ -197,7 +199,7 @@ def pair(containers: Callable[..., dict[str, Any]], net: str) -> tuple[dict, dic
 
 
 def test_probe_names_what_is_missing() -> None:
-    caps = netns.probe()
+    caps = netns.capabilities()
     assert caps.iptables is None, caps.iptables
     assert caps.statistic is None, caps.statistic
     assert caps.tbf is None, caps.tbf
@@ -211,7 +213,7 @@ def test_latency_runs_where_netem_exists_else_is_reported_unavailable(
 ) -> None:
     a, b = pair
     faults = {f.name: f for f in network.network_faults(engine, config)}
-    caps = netns.probe()
+    caps = netns.capabilities()
     before = snapshot(a["State"]["Pid"])
     for name in ("latency", "jitter"):
         fault = faults[name]
@@ -447,8 +449,10 @@ def test_host_network_and_shared_namespaces_are_refused(
     for fault in network.network_faults(engine, config):
         assert "host" in (fault.refuse(target_of(host)) or ""), fault.name
         assert fault.refuse(target_of(sharer)), fault.name
+    # the sharers come from discovery's one list of every container, not from refuse
+    (owner_t,) = with_netns_sharers([target_of(owner)], engine.list_containers(None))
     for fault in (network.Partition(engine, config), network.Loss(engine, config)):
-        reason = fault.refuse(target_of(owner)) or ""
+        reason = fault.refuse(owner_t) or ""
         assert "share its network namespace" in reason and "nf-sharer" in reason
     a_ok = containers("nf-alone", {"chaos.group": "x"}, network=net)
     assert network.Partition(engine, config).refuse(target_of(a_ok)) is None
@@ -659,7 +663,7 @@ def test_disconnect_restores_aliases_static_ip_and_mac(
         peer_name = peer["Name"].lstrip("/")
         assert resolve_from(peer_name, alias) == static_ip
         ep_before = info["NetworkSettings"]["Networks"][net]
-        fault = network.Disconnect(engine)
+        fault = network.Disconnect(DockerContainers(engine))
         record = record_for(fault, info, {"network": ""})
         try:
             record = inject(fault, record)

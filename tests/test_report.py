@@ -11,7 +11,8 @@ import pytest
 
 from agent import report as rpt
 from agent.journal import read_journal
-from agent.report import build_report, render_table, report_to_json
+from agent.report import build_report, report_to_json
+from agent.report_text import render_table
 
 pytestmark = pytest.mark.pure
 

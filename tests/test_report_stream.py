@@ -17,9 +17,10 @@ import pytest
 
 from agent import report as rpt
 from agent.errors import UsageError
-from agent.report import build_report, render_table, report_to_json
+from agent.report import build_report, report_to_json
 from agent.report_hints import HINTS, findings_for
 from agent.report_input import MAX_LINE, journal_paths, stream_journal
+from agent.report_text import render_table
 from agent.report_trend import build_trend
 from tests.conftest import run_cli
 

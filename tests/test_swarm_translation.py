@@ -214,7 +214,7 @@ def test_the_coordinator_hears_only_this_nodes_share(tmp_path: Any) -> None:
     whole service is counted once fleet-wide (never once per node)."""
     from agent.config import parse_toml_text
     from agent.leases import GroupReport, Lease, LocalLeases
-    from agent.model import Pinned, Plan
+    from agent.model import Identity, Plan
     from agent.one_off import inject_now
     from agent.wiring import build_engine
 
@@ -231,7 +231,7 @@ def test_the_coordinator_hears_only_this_nodes_share(tmp_path: Any) -> None:
     engine = build_engine(config, dry_run=True, probes=False)
     engine.leases.provider = Listening()
     engine.discover = lambda: list(targets)
-    engine.pin = lambda _t: Pinned(started_at=T0, pid=0)
+    engine.pin = lambda _t: Identity(started_at=T0, pid=0)
     inject_now(engine, "pause", "shop_web.1.t1", 5.0, force=False)
     assert [(r.group, r.members, r.running) for r in heard] == [("shop/web", 1, 1)]
 
@@ -269,7 +269,8 @@ def test_a_worker_without_a_manager_endpoint_fails_discovery_in_one_line(
 
 
 def test_the_report_shows_convergence_only_where_swarm_replaced_a_task() -> None:
-    from agent.report import build_report, render_table, report_to_json
+    from agent.report import build_report, report_to_json
+    from agent.report_text import render_table
 
     def fault(fid: str, kind: str, t: float) -> dict[str, Any]:
         return {"fault_id": fid, "fault": kind, "container": f"shop_web.{fid}",

@@ -397,7 +397,7 @@ def our_qdiscs(ns: NetnsHandle) -> list[tuple[str, str, str]]:
     return out
 
 
-# --- capability probe ---------------------------------------------------------------------
+# --- capabilities --------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -435,8 +435,8 @@ def _scratch(argv: Sequence[str]) -> str | None:
 
 
 @cache
-def probe() -> Capabilities:
-    """Probe once per process: tools on PATH, capabilities, kernel qdiscs and matches."""
+def capabilities() -> Capabilities:
+    """Checked once per process: tools on PATH, capabilities, kernel qdiscs and matches."""
     base: str | None = None
     for tool in ("nsenter", "unshare", "ip"):
         if shutil.which(tool) is None:

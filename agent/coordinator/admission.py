@@ -19,7 +19,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from agent.coordinator.policy import Policy
+from agent.coordinator.policy import FleetPolicy
+from agent.windows import in_window
 
 RefusalCode = Literal[
     "halted",
@@ -90,7 +91,7 @@ class Refusal:
     reason: str
 
 
-def held_until(policy: Policy, granted_at: float, duration: float) -> float:
+def held_until(policy: FleetPolicy, granted_at: float, duration: float) -> float:
     """The fleet invariant: a slot is never free while the fault that took it may
     still be in effect. The agent injects right after the grant and heals at
     granted_at + duration; if it dies, its dead-man heals a few seconds later
@@ -104,20 +105,13 @@ def live(leases: Iterable[LiveLease], now: float) -> tuple[LiveLease, ...]:
     return tuple(lease for lease in leases if now < lease.expires_at)
 
 
-def in_windows(policy: Policy, wall: dt.datetime) -> bool:
-    if not policy.windows:
-        return True
-    from zoneinfo import ZoneInfo
-
-    local = wall.astimezone(ZoneInfo(policy.timezone))
-    minute = local.hour * 60 + local.minute
-    return any(
-        local.weekday() in w.days and w.start_minute <= minute < w.end_minute
-        for w in policy.windows
-    )
+def in_windows(policy: FleetPolicy, wall: dt.datetime) -> bool:
+    return in_window(wall, policy.windows, policy.timezone)
 
 
-def fleet_healthy(policy: Policy, state: FleetState, request: AcquireRequest, now: float) -> int:
+def fleet_healthy(
+    policy: FleetPolicy, state: FleetState, request: AcquireRequest, now: float
+) -> int:
     latest: dict[str, GroupHealth] = {}
     for report in state.reports:
         if report.group != request.group or now - report.at > policy.report_max_age:
@@ -129,7 +123,7 @@ def fleet_healthy(policy: Policy, state: FleetState, request: AcquireRequest, no
 
 
 def admit(
-    policy: Policy, state: FleetState, request: AcquireRequest, now: float, wall: dt.datetime
+    policy: FleetPolicy, state: FleetState, request: AcquireRequest, now: float, wall: dt.datetime
 ) -> Grant | Refusal:
     if state.halted:
         return Refusal("halted", "the coordinator is halted (`coordinator resume` to allow faults)")
@@ -180,7 +174,7 @@ def admit(
 
 
 def check_renew(
-    policy: Policy,
+    policy: FleetPolicy,
     state: FleetState,
     lease: LiveLease | None,
     host: str,
@@ -212,7 +206,7 @@ def check_renew(
 
 
 def _still_allowed(
-    policy: Policy, state: FleetState, lease: LiveLease, now: float
+    policy: FleetPolicy, state: FleetState, lease: LiveLease, now: float
 ) -> Refusal | None:
     """A renew meets the policy as it is now: a fault no longer allowed, a duration over
     a lowered max_duration, or a lease beyond a lowered max_concurrent / max_per_group

@@ -34,9 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from agent import model
-from agent.config import TomlTable, Window, check_timezone, decode_toml, parse_window
+from agent.config import TomlTable, decode_toml
 from agent.coordinator import protocol
 from agent.errors import ConfigError
+from agent.windows import Window, check_timezone, parse_window
 
 EXAMPLE_POLICY_TOML = """\
 # chaos-agent coordinator policy (every key shown with its default)
@@ -74,7 +75,7 @@ REQUIRED_FLEET_KEYS = (
 
 
 @dataclass(frozen=True)
-class Policy:
+class FleetPolicy:
     max_concurrent: int = 1
     max_per_group: int = 1
     min_healthy: int = 1
@@ -98,7 +99,7 @@ class Policy:
         return host in listed if listed is not None else host == requester
 
 
-def parse_policy(data: dict[str, Any], *, source: str = "<policy>") -> Policy:
+def parse_policy(data: dict[str, Any], *, source: str = "<policy>") -> FleetPolicy:
     root = TomlTable(data, "", source)
     unknown = sorted(set(root.data) - {"fleet", "reporters"})
     if unknown:
@@ -121,7 +122,7 @@ def parse_policy(data: dict[str, Any], *, source: str = "<policy>") -> Policy:
                 f"(known: {', '.join(model.ALL_FAULTS)})"
             )
     windows_raw = f.str_list("windows", ())
-    policy = Policy(
+    policy = FleetPolicy(
         max_concurrent=f.int("max_concurrent", 1, minimum=0, maximum=10_000),
         max_per_group=f.int("max_per_group", 1, minimum=0, maximum=10_000),
         min_healthy=f.int("min_healthy", 1, minimum=0, maximum=10_000),
@@ -218,11 +219,11 @@ def read_stable(path: str | os.PathLike[str]) -> tuple[str, Stamp]:
         raise ConfigError(f"{p}: not valid UTF-8 at byte {exc.start}") from None
 
 
-def load_policy_stamped(path: str | os.PathLike[str]) -> tuple[Policy, Stamp]:
+def load_policy_stamped(path: str | os.PathLike[str]) -> tuple[FleetPolicy, Stamp]:
     text, stamp = read_stable(path)
     source = str(Path(path))
     return parse_policy(decode_toml(text, source=source), source=source), stamp
 
 
-def load_policy(path: str | os.PathLike[str]) -> Policy:
+def load_policy(path: str | os.PathLike[str]) -> FleetPolicy:
     return load_policy_stamped(path)[0]

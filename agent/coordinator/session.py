@@ -20,7 +20,7 @@ from typing import BinaryIO
 
 from agent.coordinator import protocol
 from agent.coordinator.admission import Refusal
-from agent.coordinator.policy import Policy, Stamp, load_policy_stamped
+from agent.coordinator.policy import FleetPolicy, Stamp, load_policy_stamped
 from agent.coordinator.protocol import ProtocolError
 from agent.coordinator.store import Store, StoreError
 from agent.errors import AgentError, ConfigError
@@ -40,10 +40,10 @@ class PolicyCache:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._stamp: Stamp | None = None
-        self.policy: Policy | None = None
+        self.policy: FleetPolicy | None = None
         self.error = ""
 
-    def get(self) -> Policy | None:
+    def get(self) -> FleetPolicy | None:
         try:
             st = os.stat(self.path)
             stamp: Stamp | None = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
@@ -79,7 +79,7 @@ class Session:
         except Exception as exc:  # noqa: BLE001 - one bad request must not end the session
             return protocol.error_reply(request.id, "internal", type(exc).__name__)
 
-    def _policy(self) -> Policy | Refusal:
+    def _policy(self) -> FleetPolicy | Refusal:
         policy = self.policies.get()
         if policy is None:
             return Refusal("halted", f"coordinator policy unusable: {self.policies.error}")

@@ -34,7 +34,7 @@ from agent.coordinator.admission import (
     LiveLease,
     Refusal,
 )
-from agent.coordinator.policy import Policy
+from agent.coordinator.policy import FleetPolicy
 from agent.coordinator.protocol import GroupCounts
 from agent.errors import AgentError
 
@@ -296,7 +296,7 @@ class Store:
     # -- operations ----------------------------------------------------------------
     def acquire(
         self,
-        policy: Policy,
+        policy: FleetPolicy,
         host: str,
         group: str,
         fault: str,
@@ -361,7 +361,7 @@ class Store:
             return Refusal("expired", "the lease expired before it was renewed")
         return Refusal("unknown_lease", f"the lease was already {row[1]}")
 
-    def renew(self, policy: Policy, host: str, lease_id: str, token: int) -> Granted | Refusal:
+    def renew(self, policy: FleetPolicy, host: str, lease_id: str, token: int) -> Granted | Refusal:
         def run() -> Granted | Refusal:
             with self._tx() as now:
                 self._touch(host, "renew")

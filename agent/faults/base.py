@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
+from agent.errors import NotEligible, Unsupported, UsageError
 from agent.model import ActiveFault, HealOutcome, Target, TargetKind
 
 
@@ -75,11 +76,30 @@ class FaultRegistry:
     def names(self, kind: str) -> list[str]:
         return [n for (k, n) in self._faults if k == kind]
 
+    def require(self, kind: str, name: str) -> Fault:
+        """The fault, or UsageError naming the ones there are."""
+        fault = self.get(kind, name)
+        if fault is None:
+            known = ", ".join(sorted(self.names(kind))) or "none"
+            raise UsageError(f"unknown {kind} fault {name!r} (known: {known})")
+        return fault
+
+    def ready(self, name: str, target: Target) -> Fault:
+        """The fault, if this host can do it and it applies to `target`; else AgentError."""
+        fault = self.require(target.kind, name)
+        missing = fault.unavailable()
+        if missing:
+            raise Unsupported(f"{name} is not available on this host: {missing}")
+        refusal = fault.refuse(target)
+        if refusal:
+            raise NotEligible(f"{name} refused on {target.name}: {refusal}")
+        return fault
+
     def unavailable(
         self, only: Iterable[tuple[str, str]] | None = None
     ) -> dict[tuple[str, str], str]:
-        """Faults this host cannot do, with the reason (probed once, at start).
-        `only`: probe just these (kind, name) pairs, e.g. the enabled ones."""
+        """Faults this host cannot do, with the reason (checked once, at start).
+        `only`: check just these (kind, name) pairs, e.g. the enabled ones."""
         wanted = set(only) if only is not None else None
         out: dict[tuple[str, str], str] = {}
         for key, fault in self._faults.items():

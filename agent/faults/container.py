@@ -11,10 +11,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from agent.adapters import hostpid
-from agent.adapters.docker_engine import DockerEngine
 from agent.errors import FaultFailed, TargetGone, Unsupported
+from agent.fault_params import param, seconds
 from agent.faults.base import Fault, describe_record
-from agent.model import ActiveFault, HealOutcome, Target, TargetKind
+from agent.faults.ports import ContainerLifecycle
+from agent.model import ActiveFault, ContainerState, HealOutcome, Target, TargetKind
 
 
 def parse_started_at(text: str) -> float:
@@ -33,7 +34,9 @@ class _ContainerFault:
     kind: TargetKind = "container"
     name = ""
 
-    def __init__(self, docker: DockerEngine, warn: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self, docker: ContainerLifecycle, warn: Callable[[str], None] | None = None
+    ) -> None:
         self.docker = docker
         self.warn = warn or (lambda _msg: None)
 
@@ -52,49 +55,42 @@ class _ContainerFault:
         return describe_record(self.name, record)
 
     # -- shared heal logic ------------------------------------------------------------
-    def _inspect(self, record: ActiveFault) -> dict[str, Any] | None:
+    def _state(self, record: ActiveFault) -> ContainerState | None:
         try:
-            return self.docker.inspect(record.target_id)
+            return self.docker.state(record.target_id)
         except TargetGone:
             return None
-
-    @staticmethod
-    def _same_instance(info: Mapping[str, Any], record: ActiveFault) -> bool:
-        return info.get("Id") == record.target_id and (
-            info.get("State", {}).get("StartedAt") == record.started_at
-        )
 
     def _ensure_running(self, record: ActiveFault, *, pinned: bool = True) -> HealOutcome:
         """Heal for faults that leave the container stopped: start it unless
         something else (a restart policy, a person) already brought it back.
         `pinned=False` when the fault itself changes StartedAt (restart)."""
-        info = self._inspect(record)
-        if info is None:
+        st = self._state(record)
+        if st is None:
             return HealOutcome(True, "gone", "container no longer exists")
-        state = info.get("State", {})
-        same = self._same_instance(info, record) if pinned else info.get("Id") == record.target_id
+        same = st.same_instance(record) if pinned else st.id == record.target_id
         if not same:
             return HealOutcome(True, "environment", "restarted since the fault (restart policy?)")
-        if state.get("Running") and not state.get("Paused"):
+        if st.running and not st.paused:
             return HealOutcome(True, "already", "running")
-        if state.get("Restarting"):
+        if st.restarting:
             return HealOutcome(True, "environment", "its restart policy is restarting it")
         self.docker.start(record.target_id)
-        after = self._inspect(record)
-        if after is not None and after.get("State", {}).get("Running"):
+        after = self._state(record)
+        if after is not None and after.running:
             return HealOutcome(True, "healed", "started again")
         return HealOutcome(False, "failed", "started, but it is not running")
 
 
-class KillFault(_ContainerFault):
+class ContainerKill(_ContainerFault):
     """Crash the main process by its host PID so restart policies fire (measured:
     `docker kill` through the API counts as a manual stop and disables them)."""
 
     name = "kill"
 
     def inject(self, record: ActiveFault) -> Mapping[str, Any]:
-        signal_name = str(record.params.get("signal", "SIGKILL"))
-        if record.params.get("mode", "crash") == "crash":
+        signal_name = str(param(record.params, "kill", "signal"))
+        if param(record.params, "kill", "mode") == "crash":
             try:
                 hostpid.signal_container_process(
                     record.pid, parse_started_at(record.started_at), signal_name
@@ -112,29 +108,29 @@ class KillFault(_ContainerFault):
         return self._ensure_running(record)
 
 
-class StopFault(_ContainerFault):
+class ContainerStop(_ContainerFault):
     name = "stop"
 
     def inject(self, record: ActiveFault) -> Mapping[str, Any]:
-        self.docker.stop(record.target_id, float(record.params.get("timeout", 10)))
+        self.docker.stop(record.target_id, seconds(record.params, "stop", "timeout"))
         return {}
 
     def heal(self, record: ActiveFault) -> HealOutcome:
         return self._ensure_running(record)
 
 
-class RestartFault(_ContainerFault):
+class ContainerRestart(_ContainerFault):
     name = "restart"
 
     def inject(self, record: ActiveFault) -> Mapping[str, Any]:
-        self.docker.restart(record.target_id, float(record.params.get("timeout", 10)))
+        self.docker.restart(record.target_id, seconds(record.params, "restart", "timeout"))
         return {}
 
     def heal(self, record: ActiveFault) -> HealOutcome:
         return self._ensure_running(record, pinned=False)
 
 
-class PauseFault(_ContainerFault):
+class ContainerPause(_ContainerFault):
     name = "pause"
 
     def inject(self, record: ActiveFault) -> Mapping[str, Any]:
@@ -142,33 +138,33 @@ class PauseFault(_ContainerFault):
         return {}
 
     def heal(self, record: ActiveFault) -> HealOutcome:
-        info = self._inspect(record)
-        if info is None:
+        st = self._state(record)
+        if st is None:
             return HealOutcome(True, "gone", "container no longer exists")
-        if not self._same_instance(info, record):
+        if not st.same_instance(record):
             # never unpause a container we did not pause
             return HealOutcome(True, "environment", "restarted or recreated since the pause")
-        if not info.get("State", {}).get("Paused"):
+        if not st.paused:
             return HealOutcome(True, "already", "not paused")
         error = ""
         try:
             self.docker.unpause(record.target_id)
         except FaultFailed as exc:
             error = exc.one_line()  # verified below: a concurrent unpause is success
-        after = self._inspect(record)
+        after = self._state(record)
         if after is None:
             return HealOutcome(True, "gone", "container no longer exists")
-        if not after.get("State", {}).get("Paused"):
+        if not after.paused:
             return HealOutcome(True, "healed", "unpaused")
         return HealOutcome(False, "failed", f"still paused after unpause {error}".strip())
 
 
 def container_faults(
-    docker: DockerEngine, warn: Callable[[str], None] | None = None
+    docker: ContainerLifecycle, warn: Callable[[str], None] | None = None
 ) -> list[Fault]:
     return [
-        KillFault(docker, warn),
-        StopFault(docker, warn),
-        PauseFault(docker, warn),
-        RestartFault(docker, warn),
+        ContainerKill(docker, warn),
+        ContainerStop(docker, warn),
+        ContainerPause(docker, warn),
+        ContainerRestart(docker, warn),
     ]

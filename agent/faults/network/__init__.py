@@ -19,6 +19,7 @@ Containers that share a network namespace (network_mode container:<id>, compose
 from __future__ import annotations
 
 from agent.adapters.docker_engine import DockerEngine
+from agent.adapters.docker_ports import DockerContainers
 from agent.config import Config
 from agent.faults.base import Fault
 from agent.faults.network.common import NetnsFault, open_pinned, shared_namespace_reason
@@ -52,5 +53,5 @@ def network_faults(docker: DockerEngine, config: Config) -> list[Fault]:
         Latency(docker, config),
         Jitter(docker, config),
         Bandwidth(docker, config),
-        Disconnect(docker),
+        Disconnect(DockerContainers(docker)),
     ]

@@ -16,6 +16,7 @@ from typing import Any
 
 from agent.adapters import netns
 from agent.adapters.docker_engine import DockerEngine, own_container_id
+from agent.adapters.docker_ports import container_state
 from agent.config import Config
 from agent.errors import AgentError, IdentityChanged, TargetGone, Unsupported
 from agent.model import ActiveFault, HealOutcome, Target, TargetKind
@@ -28,13 +29,7 @@ def networks_of(info: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def is_same_instance(info: Mapping[str, Any], record: ActiveFault) -> bool:
-    state = info.get("State") or {}
-    return (
-        info.get("Id") == record.target_id
-        and bool(state.get("Running"))
-        and (not record.started_at or state.get("StartedAt") == record.started_at)
-        and int(state.get("Pid") or 0) > 1
-    )
+    return container_state(info).same_running_instance(record)
 
 
 def open_pinned(docker: DockerEngine, record: ActiveFault) -> netns.NetnsHandle:
@@ -62,17 +57,13 @@ def open_pinned(docker: DockerEngine, record: ActiveFault) -> netns.NetnsHandle:
 
 
 def changed_reason(info: Mapping[str, Any], record: ActiveFault) -> str:
-    state = info.get("State") or {}
-    if not state.get("Running"):
-        return f"{record.target_name} is not running ({state.get('Status', '?')})"
-    return (
-        f"{record.target_name} was restarted or recreated (started {state.get('StartedAt')}, "
-        f"recorded {record.started_at})"
-    )
+    return container_state(info).changed_reason(record)
 
 
-def shared_namespace_reason(docker: DockerEngine, target: Target) -> str | None:
-    """Why a container sharing a network namespace (either side) is refused, or None."""
+def shared_namespace_reason(target: Target) -> str | None:
+    """Why a container sharing a network namespace (either side) is refused, or None.
+
+    Pure: the sharers come with the target from discovery (agent/discovery.py)."""
     mode = target.network_mode
     if mode == "host":
         return "uses the host's network (network_mode: host): a rule would hit the host itself"
@@ -83,20 +74,11 @@ def shared_namespace_reason(docker: DockerEngine, target: Target) -> str | None:
             "shares the network namespace of another container "
             f"({mode[:22]}): a rule there would hit every container in it"
         )
-    sharers = []
-    for entry in docker.list_containers():
-        other = str((entry.get("HostConfig") or {}).get("NetworkMode", ""))
-        if not other.startswith("container:"):
-            continue
-        ref = other.split(":", 1)[1]
-        name = target.name.lstrip("/")
-        if ref and (target.id.startswith(ref) or ref == name):
-            names = entry.get("Names") or [str(entry.get("Id", ""))[:12]]
-            sharers.append(str(names[0]).lstrip("/"))
+    sharers = sorted(target.netns_sharers)
     if sharers:
         return (
             f"{len(sharers)} other container(s) share its network namespace "
-            f"({', '.join(sorted(sharers)[:3])}): they would be hit too"
+            f"({', '.join(sharers[:3])}): they would be hit too"
         )
     return None
 
@@ -122,7 +104,7 @@ class NetnsFault:
         raise NotImplementedError
 
     def refuse(self, target: Target) -> str | None:
-        return shared_namespace_reason(self.docker, target)
+        return shared_namespace_reason(target)
 
     def artifacts(
         self, fault_id: str, target: Target, params: Mapping[str, Any]

@@ -9,6 +9,7 @@ from typing import Any
 from agent.adapters import netns
 from agent.adapters.docker_engine import group_of, own_container_id
 from agent.errors import AgentError, FaultFailed
+from agent.fault_params import choice_problem, missing_partner, param, percent_problem
 from agent.faults.network.common import NetnsFault, networks_of
 from agent.model import ActiveFault, Target
 
@@ -26,7 +27,7 @@ class _IptablesFault(NetnsFault):
 
     def _apply(self, ns: netns.NetnsHandle, record: ActiveFault) -> dict[str, Any]:
         info = self.docker.inspect(record.target_id)
-        caps = netns.probe()
+        caps = netns.capabilities()
         families = ["iptables"]
         if caps.ip6tables is None and any(
             (n or {}).get("GlobalIPv6Address") for n in networks_of(info).values()
@@ -132,10 +133,10 @@ class Partition(_IptablesFault):
     name = "partition"
 
     def _capability(self) -> str | None:
-        return netns.probe().iptables
+        return netns.capabilities().iptables
 
     def describe(self, record: ActiveFault) -> str:
-        mode = record.params.get("mode", "isolate")
+        mode = param(record.params, "partition", "mode")
         extra = f" from {record.params.get('from_group')}" if mode == "from" else ""
         seconds = record.deadline - record.injected_at
         return f"partition {record.target_name} ({mode}{extra}) for {seconds:g}s"
@@ -143,23 +144,24 @@ class Partition(_IptablesFault):
     def _plan(
         self, record: ActiveFault, info: Mapping[str, Any], *, v6: bool, exempt: Sequence[str]
     ) -> netns.ChainPlan:
-        mode = str(record.params.get("mode", "isolate"))
+        params = {k: param(record.params, "partition", k) for k in ("mode", "from_group")}
+        mode = str(params["mode"])
+        partner = missing_partner("partition", params)
+        why = choice_problem("partition", "mode", mode) or (partner[1] if partner else "")
+        if why:
+            raise FaultFailed(f"partition: {why}")
         plan = netns.ChainPlan(_base("in", exempt), _base("out", exempt))
         if mode == "isolate":
-            if not record.params.get("host_ports", True):
+            if not param(record.params, "partition", "host_ports"):
                 self._keep_published_ports(plan, info, v6=v6)
             plan.ingress.append(netns.RuleSpec(("-j", "DROP")))
             plan.egress.append(netns.RuleSpec(("-j", "DROP")))
             return plan
         if mode == "from":
-            group = str(record.params.get("from_group", ""))
-            if not group:
-                raise FaultFailed("partition mode 'from' needs from_group")
+            group = str(params["from_group"])
             peers = [e for e in self._running() if self._group(e) == group]
-        elif mode == "split":
+        else:  # split
             peers = self._other_side(record)
-        else:
-            raise FaultFailed(f"unknown partition mode {mode!r}")
         ips = [
             ip
             for ip in _peer_ips([p for p in peers if p.get("Id") != record.target_id], v6=v6)
@@ -230,20 +232,21 @@ class Loss(_IptablesFault):
     name = "loss"
 
     def _capability(self) -> str | None:
-        return netns.probe().statistic
+        return netns.capabilities().statistic
 
     def describe(self, record: ActiveFault) -> str:
         return (
-            f"drop {float(record.params.get('percent', 30.0)):g}% of packets of "
+            f"drop {float(param(record.params, 'loss', 'percent')):g}% of packets of "
             f"{record.target_name} for {record.deadline - record.injected_at:g}s"
         )
 
     def _plan(
         self, record: ActiveFault, info: Mapping[str, Any], *, v6: bool, exempt: Sequence[str]
     ) -> netns.ChainPlan:
-        percent = float(record.params.get("percent", 30.0))
-        if not 0.0 <= percent <= 100.0:
-            raise FaultFailed(f"loss percent must be between 0 and 100, got {percent:g}")
+        percent = float(param(record.params, "loss", "percent"))
+        problem = percent_problem(percent)
+        if problem:
+            raise FaultFailed(f"loss percent: {problem}")
         drop = (
             "-m",
             "statistic",

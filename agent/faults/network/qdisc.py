@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from agent.adapters import netns
 from agent.durations import parse_duration
 from agent.errors import FaultFailed, Unsupported
+from agent.fault_params import param, rate_bits, rate_problem
 from agent.faults.network.common import NetnsFault
 from agent.model import ActiveFault, Target
 
@@ -53,31 +53,27 @@ class Latency(_QdiscFault):
     name = "latency"
 
     def _capability(self) -> str | None:
-        return netns.probe().netem
+        return netns.capabilities().netem
 
     def _qdisc(self, params: Mapping[str, Any]) -> list[str]:
-        return ["netem", "delay", _ms(params.get("delay", "200ms"), "latency.delay")]
+        return ["netem", "delay", _ms(param(params, "latency", "delay"), "latency.delay")]
 
 
 class Jitter(_QdiscFault):
     name = "jitter"
 
     def _capability(self) -> str | None:
-        return netns.probe().netem
+        return netns.capabilities().netem
 
     def _qdisc(self, params: Mapping[str, Any]) -> list[str]:
         return [
             "netem",
             "delay",
-            _ms(params.get("delay", "100ms"), "jitter.delay"),
-            _ms(params.get("jitter", "50ms"), "jitter.jitter"),
+            _ms(param(params, "jitter", "delay"), "jitter.delay"),
+            _ms(param(params, "jitter", "jitter"), "jitter.jitter"),
             "distribution",
             "normal",
         ]
-
-
-_RATE = re.compile(r"(\d+(?:\.\d+)?)(bit|kbit|mbit|gbit|bps|kbps|mbps)")
-_RATE_BITS = {"bit": 1, "kbit": 1e3, "mbit": 1e6, "gbit": 1e9, "bps": 8, "kbps": 8e3, "mbps": 8e6}
 
 
 class Bandwidth(_QdiscFault):
@@ -86,13 +82,12 @@ class Bandwidth(_QdiscFault):
     name = "bandwidth"
 
     def _capability(self) -> str | None:
-        return netns.probe().tbf
+        return netns.capabilities().tbf
 
     def _qdisc(self, params: Mapping[str, Any]) -> list[str]:
-        rate = str(params.get("rate", "1mbit"))
-        match = _RATE.fullmatch(rate)
-        if not match:
-            raise FaultFailed(f"bandwidth rate {rate!r} is not like '1mbit'")
-        bits = float(match.group(1)) * _RATE_BITS[match.group(2)]
+        rate = str(param(params, "bandwidth", "rate"))
+        bits = rate_bits(rate)
+        if bits is None:
+            raise FaultFailed(f"bandwidth rate: {rate_problem(rate)}")
         burst = max(4096, int(bits / 8 / 50))  # at least 20 ms worth of bytes
         return ["tbf", "rate", rate, "burst", str(burst), "latency", "100ms"]

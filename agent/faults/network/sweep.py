@@ -13,7 +13,7 @@ def sweep_network_leftovers(
     """Remove tagged chains/rules/qdiscs that no ledger record owns, in every running
     container's namespace (or only those whose full id is in `only`). Returns one
     description per removed artifact."""
-    caps = netns.probe()
+    caps = netns.capabilities()
     if caps.iptables and caps.tc:
         return []  # this host cannot have created any
     owned_handles = {netns.tc_handle(fid) for fid in owned_fault_ids}
