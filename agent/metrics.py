@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 from typing import Any
 
 from agent.errors import ConfigError
@@ -71,7 +72,13 @@ def _version() -> str:
 class Metrics:
     """Turns journal events into Prometheus series; `observe` is the journal observer."""
 
-    def __init__(self, *, host: str, window: float = 60.0) -> None:
+    def __init__(
+        self,
+        *,
+        host: str,
+        window: float = 60.0,
+        probes: Mapping[str, tuple[str, ...]] | None = None,
+    ) -> None:
         if CollectorRegistry is None:
             raise ConfigError(
                 "[metrics] needs prometheus-client: pip install 'chaos-agent[metrics]'"
@@ -117,7 +124,7 @@ class Metrics:
         self._samples: dict[str, deque[tuple[float, bool]]] = {}
         self._active: dict[str, tuple[str, str]] = {}  # fault_id -> (fault, group)
         self._stuck: set[str] = set()
-        self._outcomes = FaultOutcomes()
+        self._outcomes = FaultOutcomes(probes=probes)
         self._lock = threading.Lock()
 
     # -- the observer ----------------------------------------------------------------------

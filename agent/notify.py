@@ -19,7 +19,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from agent.ops_config import NotifySection, NotifyTarget
@@ -51,10 +51,12 @@ class Messages:
     verdict per group in the stop message.
     """
 
-    def __init__(self, events: tuple[str, ...]) -> None:
+    def __init__(
+        self, events: tuple[str, ...], probes: Mapping[str, tuple[str, ...]] | None = None
+    ) -> None:
         self.events = set(events)
         self.probes: dict[str, list[int]] = {}  # probe -> [ok, total]
-        self.outcomes = FaultOutcomes()
+        self.outcomes = FaultOutcomes(probes=probes)
         self.groups = GroupOutcomes()
 
     def text(self, e: dict[str, Any]) -> str | None:
@@ -184,9 +186,14 @@ class _Worker:
 class Notifier:
     """The journal observer; `start` once, `stop` at the end (bounded wait)."""
 
-    def __init__(self, section: NotifySection, count: Counter | None = None) -> None:
+    def __init__(
+        self,
+        section: NotifySection,
+        count: Counter | None = None,
+        probes: Mapping[str, tuple[str, ...]] | None = None,
+    ) -> None:
         self.section = section
-        self.messages = Messages(section.events)
+        self.messages = Messages(section.events, probes)
         self.counts: dict[tuple[str, str], int] = {}
         self._extra = count
         self._lock = threading.Lock()

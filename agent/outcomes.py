@@ -11,7 +11,8 @@ about that window once the fault's outcome can no longer change:
   fault's attribution window (its heal + `SETTLE_S`, cut at the next fault's start),
 - and every probe that failed during it has recovered.
 
-A fault whose probes never recover is judged as it stands `give_up_s` after its heal, so
+A fault whose probes never recover (or a configured probe that never reports) is judged
+as it stands `give_up_s` after its heal, so
 memory stays bounded; `flush()` judges whatever is left (at stop). Memory: the probe
 samples since the oldest fault being judged, i.e. a fault's duration plus a few seconds
 in a healthy run.
@@ -19,10 +20,12 @@ in a healthy run.
 
 from __future__ import annotations
 
+import bisect
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from agent.config import PROBE_TIMEOUT_MAX
 from agent.report import (
     SETTLE_S,
     FaultReport,
@@ -34,6 +37,7 @@ from agent.report import (
 
 HEAL_EVENTS = ("heal", "healed_by_environment", "watchdog")
 FAULT_EVENTS = ("inject", "heal_failed", "stuck", *HEAL_EVENTS)
+LATE_S = PROBE_TIMEOUT_MAX + 1.0  # a check is journaled at most this long after it began
 GIVE_UP_S = 3600.0  # judge a fault whose probes stay down this long after its heal as is
 
 
@@ -55,14 +59,23 @@ def _check_start(e: dict[str, Any], t: float) -> float:
 class FaultOutcomes:
     """Feed every journal event to `observe`; it returns the faults judged by that event."""
 
-    def __init__(self, *, give_up_s: float = GIVE_UP_S) -> None:
+    def __init__(
+        self,
+        *,
+        probes: Mapping[str, tuple[str, ...]] | None = None,
+        give_up_s: float = GIVE_UP_S,
+        late_s: float = LATE_S,
+    ) -> None:
+        """`probes`: the configured probes and the groups each declares, so a fault healed
+        before a probe's first check waits for it; without them, the probes seen so far."""
         self.give_up_s = give_up_s
+        self.late_s = late_s
         self._events: list[dict[str, Any]] = []  # since the oldest fault being judged
         self._pending: dict[str, dict[str, Any]] = {}  # fault_id -> its inject event
         self._healed: dict[str, float] = {}  # fault_id -> heal time, for pending faults
         self._starts: list[float] = []  # inject times within the window, ascending
         self._last_check: dict[str, float] = {}  # probe -> start of its newest check
-        self._probe_groups: dict[str, tuple[str, ...]] = {}
+        self._probe_groups: dict[str, tuple[str, ...]] = dict(probes or {})
         self._tried_at: dict[str, float] = {}  # fault_id -> last time it was asked about
 
     # -- feeding ---------------------------------------------------------------------------
@@ -112,37 +125,71 @@ class FaultOutcomes:
         return min(healed + SETTLE_S, min(later)) if later else healed + SETTLE_S
 
     def _judge_ready(self, now: float) -> list[FaultReport]:
+        cutoff = now - self.late_s  # every check that began before this has been journaled
+        known = set(self._last_check) | set(self._probe_groups)
         ready: list[str] = []
         asked: list[str] = []
         for fid, healed in self._healed.items():
             settle_end = self._settle_end(healed)
             group = str(self._pending[fid].get("group", ""))
-            watchers = [
-                n for n in self._last_check if watches(self._probe_groups.get(n, ()), group)
-            ]
+            watchers = watchers_of(group, known, self._probe_groups)
             if now - healed >= self.give_up_s:
                 ready.append(fid)
-            elif all(self._last_check[n] > settle_end for n in watchers):
+            elif settle_end < cutoff and all(
+                self._last_check.get(n, -math.inf) > settle_end for n in watchers
+            ):
                 if now - self._tried_at.get(fid, -math.inf) >= 1.0:  # at most once a second
                     asked.append(fid)
         judged = self._judge(ready)
         if asked:
-            reports = self._reports(asked)
-            done = [fid for fid in asked if fid in reports and reports[fid].recovered]
+            report = build_report(self._events)
+            found = {f.fault_id: f for f in report.faults}
+            done = []
             for fid in asked:
                 self._tried_at[fid] = now
-            judged += [reports[fid] for fid in done]
-            self._forget(done)
+                f = found.get(fid)
+                if f is not None and self._final(
+                    f,
+                    report.samples,
+                    watchers_of(f.group, known, self._probe_groups),
+                    cutoff,
+                    self._settle_end(self._healed[fid]),
+                ):
+                    done.append(f)
+            judged += done
+            self._forget([f.fault_id for f in done])
         return judged
 
-    def _reports(self, fault_ids: Iterable[str]) -> dict[str, FaultReport]:
-        wanted = set(fault_ids)
-        return {f.fault_id: f for f in build_report(self._events).faults if f.fault_id in wanted}
+    @staticmethod
+    def _final(
+        f: FaultReport,
+        samples: Mapping[str, Sequence[tuple[float, bool]]],
+        watchers: Sequence[str],
+        cutoff: float,
+        settle_end: float,
+    ) -> bool:
+        """Whether no check still to come can change `f`: the report's window for each
+        watching probe ends at its first check after the settle window (or after its
+        recovery), and that check began before `cutoff`."""
+        if not f.recovered:
+            return False
+        windows = {w.probe: w for w in f.probes}
+        for name in watchers:
+            w = windows.get(name)
+            if w is None:
+                return False  # configured, not heard from yet
+            after = max(settle_end, w.recovered_at if w.recovered_at is not None else -math.inf)
+            times = [t for t, _ in samples.get(name, ())]
+            i = bisect.bisect_right(times, after)
+            if i >= len(times) or times[i] > cutoff:
+                return False
+        return True
 
     def _judge(self, fault_ids: list[str]) -> list[FaultReport]:
         if not fault_ids:
             return []
-        reports = self._reports(fault_ids)
+        wanted = set(fault_ids)
+        reports = {f.fault_id: f for f in build_report(self._events).faults if f.fault_id in wanted}
         self._forget(fault_ids)
         return [reports[fid] for fid in fault_ids if fid in reports]
 
@@ -160,6 +207,13 @@ class FaultOutcomes:
         del self._events[:keep_from]
         oldest = min(float(e["t"]) for e in self._pending.values())
         self._starts = [s for s in self._starts if s >= oldest]
+
+
+def watchers_of(
+    group: str, known: Iterable[str], groups: Mapping[str, tuple[str, ...]]
+) -> list[str]:
+    """The probes (heard from or configured) that speak for `group`."""
+    return [n for n in known if watches(groups.get(n, ()), group)]
 
 
 class GroupOutcomes:

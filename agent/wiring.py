@@ -118,10 +118,11 @@ class Ops:
 def attach_ops(engine: Engine, config: Config) -> Ops:
     """Subscribe metrics and notifications to the journal and start them (for `run`)."""
     ops = Ops()
+    probes = {p.name: p.groups for p in config.probes}  # judged faults wait for each
     if config.metrics.enabled or config.metrics.textfile:
         from agent.metrics import Metrics, MetricsExporter
 
-        ops.metrics = Metrics(host=config.agent.host, window=config.stop.window)
+        ops.metrics = Metrics(host=config.agent.host, window=config.stop.window, probes=probes)
         engine.journal.subscribe(ops.metrics.observe)
         ops.exporter = MetricsExporter(config.metrics, ops.metrics)
         ops.exporter.start()
@@ -132,7 +133,7 @@ def attach_ops(engine: Engine, config: Config) -> Ops:
         if ops.metrics is not None:
             ops.metrics.known_notify_targets([t.name for t in config.notify.targets])
             count = ops.metrics.count_notification
-        ops.notifier = Notifier(config.notify, count=count)
+        ops.notifier = Notifier(config.notify, count=count, probes=probes)
         engine.journal.subscribe(ops.notifier.observe)
         ops.notifier.start()
     return ops

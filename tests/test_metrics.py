@@ -201,7 +201,7 @@ def test_prometheus_scrapes_a_running_agent_and_agrees_with_the_journal(
         ],
     )  # fmt: skip
     wait_for(lambda: prom.instant('up{job="chaos-agent"}'), 30, 0.3)  # scraping (target down yet)
-    proc = start_agent("run", "--config", str(cfg), "--for", "60s")
+    proc = start_agent("run", "--config", str(cfg), "--for", "150s")
     try:
         # one fault done and healed, the next one started (min_gap 5 s > duration 2 s)
         wait_for(lambda: len([e for e in journal(state / "journal.jsonl") if e["event"] == "inject"]) >= 2, 60, 0.2)  # fmt: skip
@@ -235,7 +235,7 @@ def test_prometheus_scrapes_a_running_agent_and_agrees_with_the_journal(
         assert prom.scalar("min(min_over_time(chaos_agent_probe_availability_ratio[5m]))") < 1
         # faults judged while running agree with `report` on the same journal: the first n
         # faults (judged in order here, they do not overlap), verdicts and time to recover
-        wait_for(lambda: prom.scalar("sum(chaos_agent_fault_verdicts_total)"), 40, 0.3)
+        wait_for(lambda: prom.scalar("sum(chaos_agent_fault_verdicts_total)"), 80, 0.3)
         scraped_at = time.time()  # one instant for every query below
         got = {r["metric"]["verdict"]: int(float(r["value"][1])) for r in prom.instant("chaos_agent_fault_verdicts_total", scraped_at)}  # fmt: skip
         ttr_sum = prom.scalar("sum(chaos_agent_time_to_recover_seconds_sum)", scraped_at)
