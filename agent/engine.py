@@ -206,15 +206,20 @@ class Engine:
         for record in list(self.active):
             self.journal.write("recover", **fault_fields(record))
             results.append((record, self.heal(record, reason="recovered after restart")))
-        if self.sweep is not None:
-            owned = {a.fault_id for a in self.active}
-            try:
-                for item in self.sweep(owned):
-                    self.log(f"removed leftover {printable(item)}")
-                    self.journal.write("sweep", detail=item)
-            except AgentError as exc:
-                self._error(f"leftover sweep failed: {exc.one_line()}")
+        self.sweep_leftovers()
         return results
+
+    def sweep_leftovers(self) -> None:
+        """Remove tagged artifacts (rules, qdiscs) that no active record owns."""
+        if self.sweep is None:
+            return
+        owned = {a.fault_id for a in self.active}
+        try:
+            for item in self.sweep(owned):
+                self.log(f"removed leftover {printable(item)}")
+                self.journal.write("sweep", detail=item)
+        except AgentError as exc:
+            self._error(f"leftover sweep failed: {exc.one_line()}")
 
     def shutdown(self, reason: str) -> int:
         """Heal first, all within the stop budget; a fault left unhealed means exit 1.

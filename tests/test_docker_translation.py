@@ -89,3 +89,13 @@ def test_parse_started_at():
     assert parse_started_at("2026-11-26T05:30:01.123456789Z") == pytest.approx(1795671001.123456789)
     assert parse_started_at("2026-11-26T05:30:01Z") == 1795671001.0
     assert parse_started_at("") == 0.0
+
+
+def test_chunked_bodies_are_put_back_together() -> None:
+    from agent.adapters.docker_engine import _BadResponse, _dechunk
+
+    assert _dechunk(b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n") == b"hello world"
+    assert _dechunk(b"0\r\n\r\n") == b""
+    for torn in (b"5\r\nhel", b"5\r\nhello\r\n", b"zz\r\nhello\r\n0\r\n\r\n"):
+        with pytest.raises(_BadResponse):
+            _dechunk(torn)
