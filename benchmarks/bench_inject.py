@@ -1,7 +1,8 @@
 """Fault injection, decision to effect: the agent's path (Engine.inject from a Plan: fresh
 identity pin, ledger write-ahead with fsync, journal, inject; then Engine.heal: inspect,
-unpause, verify, ledger, journal) vs the raw Engine API call (docker-py APIClient, the
-same client the agent uses) vs the `docker` CLI.
+unpause, verify, ledger, journal) vs the raw Engine API call (docker-py APIClient; and
+the bare HTTP request over the socket, which is what the agent's adapter sends) vs the
+`docker` CLI.
 
 kill: "effect" is the container seen not running (inspect polled right after the call,
 the same way for every contender); the container is started again, untimed, between
@@ -27,13 +28,36 @@ class CountingDocker:
 
         self.engine = DockerEngine()
         self.calls = 0
-        inner = self.engine._call
+        inner, local = self.engine._call, self.engine._request
 
         def counted(what: str, fn: Any, container: str = "") -> Any:
             self.calls += 1
             return inner(what, fn, container)
 
+        def counted_local(*args: Any, **kwargs: Any) -> Any:  # the local-socket path
+            self.calls += 1
+            return local(*args, **kwargs)
+
         self.engine._call = counted  # type: ignore[method-assign]
+        self.engine._request = counted_local  # type: ignore[method-assign]
+
+
+class AlwaysDurable:
+    """The ledger as it was before issue 13: every write fsynced."""
+
+    def __init__(self, state_dir: Path) -> None:
+        from agent.ledger import Ledger
+
+        self.inner = Ledger(state_dir)
+
+    def load(self) -> Any:
+        return self.inner.load()
+
+    def save(self, faults: Any, *, durable: bool = True) -> None:
+        self.inner.save(faults, durable=True)
+
+    def quarantine(self) -> Any:
+        return self.inner.quarantine()
 
 
 def _engine(tmp: Path, label: str, value: str, docker: Any) -> Any:
@@ -59,6 +83,7 @@ def _engine(tmp: Path, label: str, value: str, docker: Any) -> Any:
 
 
 def run(api: Any, ids: list[str], label: str, value: str, rounds: int = 25) -> dict[str, Any]:
+    from agent.adapters.docker_engine import unix_http
     from agent.ledger import MemoryLedger
     from agent.model import Plan
 
@@ -69,8 +94,12 @@ def run(api: Any, ids: list[str], label: str, value: str, rounds: int = 25) -> d
         targets = {t.id: t for t in engine.discover()}
         engine.evaluate(list(targets.values()))
         mem_engine = _engine(Path(tmp) / "mem", label, value, counting.engine)
-        mem_engine.ledger = MemoryLedger()
+        mem_engine.ledger = mem_engine.records.ledger = MemoryLedger()
         mem_engine.evaluate(list(targets.values()))
+        # before issue 13: every ledger write fsynced (intent, active, cleared)
+        all_engine = _engine(Path(tmp) / "all", label, value, counting.engine)
+        all_engine.ledger = all_engine.records.ledger = AlwaysDurable(Path(tmp) / "all" / "st")
+        all_engine.evaluate(list(targets.values()))
         names = {cid: api.inspect_container(cid)["Name"].lstrip("/") for cid in ids}
 
         # -- pause + unpause pairs ------------------------------------------------------
@@ -85,6 +114,14 @@ def run(api: Any, ids: list[str], label: str, value: str, rounds: int = 25) -> d
             cid = pick()
             api.pause(cid)
             api.unpause(cid)
+
+        sock = "/var/run/docker.sock"
+
+        def http_pair() -> None:  # what the agent's adapter sends, without the agent
+            cid = pick()
+            for action in ("pause", "unpause"):
+                status, _, _ = unix_http(sock, "POST", f"/containers/{cid}/{action}", 30.0)
+                assert status == 204, status
 
         def cli_pair() -> None:
             cid = pick()
@@ -112,7 +149,9 @@ def run(api: Any, ids: list[str], label: str, value: str, rounds: int = 25) -> d
         pause = interleaved(
             {
                 "raw API pause+unpause": raw_pair,
+                "raw HTTP pause+unpause (stdlib, unix socket)": http_pair,
                 "agent pause+unpause (ledger fsync)": agent_pair(engine),
+                "agent pause+unpause (every ledger write fsynced)": agent_pair(all_engine),
                 "agent pause+unpause (in-memory ledger)": agent_pair(mem_engine),
                 "docker pause && docker unpause (CLI)": cli_pair,
             },
@@ -187,5 +226,7 @@ def run(api: Any, ids: list[str], label: str, value: str, rounds: int = 25) -> d
         journal = [timed(lambda: engine.journal.write("bench", n=1)) for _ in range(40)]
         results["ledger_save"] = stats(save)
         results["journal_write"] = stats(journal)
-        assert not engine.active and not mem_engine.active
+        durable = [timed(lambda: ledger.save([rec], durable=False)) for _ in range(40)]
+        results["ledger_save_not_durable"] = stats(durable)
+        assert not engine.active and not mem_engine.active and not all_engine.active
     return results
