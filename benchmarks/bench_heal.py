@@ -4,9 +4,12 @@ same loop `chaos-agent inject` uses (heal_due, then sleep until next_wakeup). La
 each heal = when its unpause was verified (and when its heal started) minus its due time
 on the monotonic clock.
 
-Two schedules: "spread" (durations drawn uniformly in [3 s, 6 s], seeded) and "same
-instant" (all 50 due at the same moment: the worst case). Heals run on the engine's pool
-of 8 threads and are settled (ledger, journal) by the loop.
+Two schedules, set once all 50 are paused (so a slow inject on a loaded machine does not
+make them late before the loop starts): "spread" (due uniformly over 3 s from 1 s on,
+seeded) and "same instant" (all 50 due at the same moment: the worst case). Heals run
+side by side (agent/heals.py) and are settled (ledger, journal) by the loop. The table
+says where the time goes: the heal effect (inspect, unpause, verifying inspect), the
+daemon's unpause call inside it, and the wait until the loop settled it.
 """
 
 from __future__ import annotations
@@ -36,9 +39,20 @@ def _one(
     # the loop starts heals on a pool (heals.effect) and settles them (ledger, journal)
     effect, settle = engine.heals.effect, engine._settle
 
+    effected: dict[str, float] = {}
+    unpause_ms: list[float] = []
+    real_unpause = engine.registry.get("container", "pause").inner.docker.unpause
+
+    def timed_unpause(container: str) -> None:
+        t = time.monotonic()
+        real_unpause(container)
+        unpause_ms.append((time.monotonic() - t) * 1000)
+
     def timed_effect(record: Any) -> Any:
         started.setdefault(record.fault_id, time.monotonic())
-        return effect(record)
+        outcome = effect(record)
+        effected.setdefault(record.fault_id, time.monotonic())
+        return outcome
 
     def timed_settle(results: Any) -> None:
         settle(results)
@@ -49,29 +63,74 @@ def _one(
 
     engine.heals.effect = timed_effect  # type: ignore[method-assign]
     engine._settle = timed_settle  # type: ignore[method-assign]
+    docker = engine.registry.get("container", "pause").inner.docker
+    docker.unpause = timed_unpause
     due: dict[str, float] = {}
-    t_end = time.monotonic() + 2.0 + 0.06 * len(ids)
     try:
         for cid in ids:
-            if same_instant:
-                duration = t_end - time.monotonic()
-            else:
-                duration = rng.uniform(3.0, 6.0)
-            record = engine.inject(Plan("pause", targets[cid], duration, {}))
-            due[record.fault_id] = engine.heals.due[record.fault_id]
+            record = engine.inject(Plan("pause", targets[cid], 600.0, {}))
+            due[record.fault_id] = 0.0
         paused = sum(1 for c in ids if api.inspect_container(c)["State"]["Paused"])
         assert paused == len(ids), f"only {paused} paused"
+        # due times from now on, whatever the injects took on a loaded machine
+        start = time.monotonic() + 1.0
+        for fid in due:
+            due[fid] = start if same_instant else start + rng.uniform(0.0, 3.0)
+            engine.heals.due[fid] = due[fid]
         while engine.active:
             engine.heal_due()
             engine.wake.wait(engine.next_wakeup(None))
             engine.wake.clear()
     finally:
         engine.heals.effect, engine._settle = effect, settle  # type: ignore[method-assign]
+        docker.unpause = real_unpause
         engine.heal_all("bench cleanup")
     assert all(not api.inspect_container(c)["State"]["Paused"] for c in ids)
     late_done = [(finished[f] - due[f]) * 1000 for f in due]
     late_start = [(started[f] - due[f]) * 1000 for f in due]
-    return {"completed": stats(late_done), "started": stats(late_start), "n": len(due)}
+    return {
+        "completed": stats(late_done),
+        "started": stats(late_start),
+        # where the time goes: the heal itself (inspect, unpause, verifying inspect), the
+        # daemon's unpause call within it, and the wait until the loop settled it
+        "effect": stats([(effected[f] - started[f]) * 1000 for f in due]),
+        "unpause call": stats(unpause_ms),
+        "settle": stats([(finished[f] - effected[f]) * 1000 for f in due]),
+        "n": len(due),
+    }
+
+
+def daemon_floor(ids: list[str]) -> dict[str, float]:
+    """No agent: pause them all, then one thread per container unpauses at the same
+    instant (the bare HTTP request the adapter sends). When each unpause returned, ms."""
+    import threading
+
+    from agent.adapters.docker_engine import unix_http
+
+    sock = "/var/run/docker.sock"
+
+    def post(cid: str, action: str) -> None:
+        status, _, body = unix_http(sock, "POST", f"/containers/{cid}/{action}", 120.0)
+        assert status == 204, (status, body)
+
+    for cid in ids:
+        post(cid, "pause")
+    done: list[float] = []
+    go = threading.Event()
+
+    def one(cid: str) -> None:
+        go.wait()
+        post(cid, "unpause")
+        done.append(time.monotonic())
+
+    threads = [threading.Thread(target=one, args=(cid,)) for cid in ids]
+    for t in threads:
+        t.start()
+    t0 = time.monotonic()
+    go.set()
+    for t in threads:
+        t.join()
+    return stats([(t - t0) * 1000 for t in done])
 
 
 def run(api: Any, ids: list[str], label: str, value: str) -> dict[str, Any]:
@@ -79,4 +138,60 @@ def run(api: Any, ids: list[str], label: str, value: str) -> dict[str, Any]:
         return {
             "spread": _one(api, ids, label, value, Path(tmp) / "a", False),
             "same instant": _one(api, ids, label, value, Path(tmp) / "b", True),
+            "daemon floor": daemon_floor(ids),
         }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m benchmarks.bench_heal [--containers 50]: both schedules, a table."""
+    import argparse
+
+    from benchmarks._common import fmt_ms, on_a_fleet
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_heal")
+    parser.add_argument("--containers", type=int, default=50)
+    args = parser.parse_args(argv)
+    key = "chaos.bench.h"
+
+    def go(api: Any, fleet: Any, _rounds: int, n: int) -> dict[str, Any]:
+        return run(api, fleet.create(n, {key: fleet.run_id}), key, fleet.run_id)
+
+    res, load = on_a_fleet(go, 1, args.containers)
+    print(load)
+    for line in table(res, fmt_ms):
+        print(line)
+    return 0
+
+
+def table(res: dict[str, Any], fmt_ms: Any) -> list[str]:
+    """Lateness per schedule (p50 / p99 / max, ms), and where the time goes."""
+    out = [
+        "| schedule | heals | started p50 / p99 | verified p50 / p99 / max "
+        "| heal effect p50 / p99 | of which unpause p50 / p99 | settle p50 / p99 |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in res.items():
+        if name == "daemon floor":
+            continue
+        s, c, e, u, t = r["started"], r["completed"], r["effect"], r["unpause call"], r["settle"]
+        out.append(
+            f"| {name} | {r['n']} | {fmt_ms(s['median'])} / {fmt_ms(s['p99'])} "
+            f"| {fmt_ms(c['median'])} / {fmt_ms(c['p99'])} / {fmt_ms(c['max'])} "
+            f"| {fmt_ms(e['median'])} / {fmt_ms(e['p99'])} "
+            f"| {fmt_ms(u['median'])} / {fmt_ms(u['p99'])} "
+            f"| {fmt_ms(t['median'])} / {fmt_ms(t['p99'])} |"
+        )
+    f = res["daemon floor"]
+    out += [
+        "",
+        f"Daemon floor, no agent: {int(f['n'])} unpauses sent at the same instant (one thread "
+        f"each, bare HTTP) returned after {fmt_ms(f['min'])} ms (first), "
+        f"{fmt_ms(f['median'])} ms (median), {fmt_ms(f['max'])} ms (last).",
+    ]
+    return out
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
