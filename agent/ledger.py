@@ -22,7 +22,6 @@ import contextlib
 import fcntl
 import json
 import os
-import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -79,7 +78,7 @@ class Ledger:
         payload: dict[str, Any] = {"version": VERSION, "faults": [f.to_json() for f in faults]}
         data = json.dumps(payload, indent=1, sort_keys=True, ensure_ascii=True).encode("ascii")
         statedir.ensure(self.state_dir)
-        tmp = self.path.with_name(f".ledger.json.{os.getpid()}.{secrets.token_hex(8)}.tmp")
+        tmp = self.path.with_name(f".ledger.json.{os.getpid()}.{os.urandom(8).hex()}.tmp")
         try:
             fd = statedir.open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
             try:
