@@ -4,11 +4,14 @@
 and never writes the ledger (the engine's loop stays the only writer). A heal effect
 never raises: a fault that vanished counts as healed, any other error as a failed try.
 
-Every heal that is due starts at once on its own thread (up to MAX_PARALLEL at a time):
-with 50 faults due at the same instant, a pool of 8 made the last start 350 ms late
-behind the others (issue 13, benchmarks/bench_heal.py). What remains is the daemon's
-own time: it runs one `runc` per unpause, so 50 unpauses at once take it a few hundred
-milliseconds on a 2-core host however many are asked in parallel (RESULTS.md).
+Every heal that is due gets its own thread at once, and up to MAX_PARALLEL run side by
+side (the rest wait for a slot). Measured with 50 pauses due at the same instant
+(benchmarks/bench_heal.py, RESULTS.md): the daemon runs one `runc` per unpause, so 50
+unpauses take it 200-300 ms on a 2-core host however many are asked at once (its floor,
+with no agent), and the last heal ends near that floor with 8, 16 or 64 side by side
+(within the run-to-run noise); fewer side by side end the first ones earlier, more keep
+slow heals (a network heal's retries, a container's start) from holding up the others.
+16 is between the two.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from agent.errors import AgentError, TargetGone
 from agent.faults.base import FaultRegistry
 from agent.model import ActiveFault, HealOutcome
 
-MAX_PARALLEL = 64  # heals running at once; more wait for a slot (each is one thread)
+MAX_PARALLEL = 16  # heals running at once; more wait for a slot (each is one thread)
 
 
 class Pending(Protocol):

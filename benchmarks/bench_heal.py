@@ -9,7 +9,9 @@ make them late before the loop starts): "spread" (due uniformly over 3 s from 1 
 seeded) and "same instant" (all 50 due at the same moment: the worst case). Heals run
 side by side (agent/heals.py) and are settled (ledger, journal) by the loop. The table
 says where the time goes: the heal effect (inspect, unpause, verifying inspect), the
-daemon's unpause call inside it, and the wait until the loop settled it.
+daemon's unpause call inside it, and the wait until the loop settled it; the same instant
+again with other numbers of heals side by side (--widths), and the daemon's own floor
+(the 50 unpauses sent at once with no agent).
 """
 
 from __future__ import annotations
@@ -25,12 +27,17 @@ from benchmarks.bench_inject import _engine
 
 
 def _one(
-    api: Any, ids: list[str], label: str, value: str, tmp: Path, same_instant: bool
-) -> dict[str, Any]:
+    api: Any, ids: list[str], label: str, value: str, tmp: Path, same_instant: bool,
+    parallel: int | None = None,
+) -> dict[str, Any]:  # fmt: skip
     from agent.adapters.docker_engine import DockerEngine
     from agent.model import Plan
 
     engine = _engine(tmp, label, value, DockerEngine())
+    if parallel is not None:  # another number of heals side by side than agent.heals'
+        import threading
+
+        engine.heals._slots = threading.Semaphore(parallel)
     targets = {t.id: t for t in engine.discover()}
     engine.evaluate(list(targets.values()))
     rng = random.Random(7)
@@ -133,28 +140,42 @@ def daemon_floor(ids: list[str]) -> dict[str, float]:
     return stats([(t - t0) * 1000 for t in done])
 
 
-def run(api: Any, ids: list[str], label: str, value: str) -> dict[str, Any]:
+def run(
+    api: Any, ids: list[str], label: str, value: str, widths: tuple[int, ...] = ()
+) -> dict[str, Any]:
+    """Both schedules with agent.heals.MAX_PARALLEL, the same instant again with each of
+    `widths` heals side by side, and the daemon's floor."""
+    from agent.heals import MAX_PARALLEL
+
     with tempfile.TemporaryDirectory(prefix="chaos-bench-") as tmp:
-        return {
+        out = {
             "spread": _one(api, ids, label, value, Path(tmp) / "a", False),
             "same instant": _one(api, ids, label, value, Path(tmp) / "b", True),
-            "daemon floor": daemon_floor(ids),
         }
+        for w in widths:
+            if w != MAX_PARALLEL:
+                out[f"same instant, {w} side by side"] = _one(
+                    api, ids, label, value, Path(tmp) / f"w{w}", True, parallel=w
+                )
+        out["daemon floor"] = daemon_floor(ids)
+        return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    """python -m benchmarks.bench_heal [--containers 50]: both schedules, a table."""
+    """python -m benchmarks.bench_heal [--containers 50] [--widths 4,8,64]: a table."""
     import argparse
 
     from benchmarks._common import fmt_ms, on_a_fleet
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_heal")
     parser.add_argument("--containers", type=int, default=50)
+    parser.add_argument("--widths", default="4,8,64", help="heals side by side to compare")
     args = parser.parse_args(argv)
+    widths = tuple(int(w) for w in args.widths.split(",") if w.strip())
     key = "chaos.bench.h"
 
     def go(api: Any, fleet: Any, _rounds: int, n: int) -> dict[str, Any]:
-        return run(api, fleet.create(n, {key: fleet.run_id}), key, fleet.run_id)
+        return run(api, fleet.create(n, {key: fleet.run_id}), key, fleet.run_id, widths)
 
     res, load = on_a_fleet(go, 1, args.containers)
     print(load)
