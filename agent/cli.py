@@ -7,7 +7,6 @@ Exit codes: 0 ok, 1 runtime error (or a fault left unhealed), 2 usage/config err
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -353,11 +352,6 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - never a traceback for users
-        if os.environ.get("CHAOS_AGENT_DEBUG"):
-            raise
-        echo(
-            f"chaos-agent: internal error: {exc.__class__.__name__}: {printable(str(exc), 300)} "
-            "(set CHAOS_AGENT_DEBUG=1 for a traceback)",
-            err=True,
-        )
-        sys.exit(EXIT_RUNTIME)
+        from agent.quick import internal_error
+
+        sys.exit(internal_error(exc))

@@ -308,9 +308,28 @@ def answer(argv: Sequence[str]) -> int | None:
     return 0
 
 
+def internal_error(exc: Exception) -> int:
+    """One line for an unexpected error (never a traceback for users), and the exit code."""
+    from agent.errors import EXIT_RUNTIME
+
+    if os.environ.get("CHAOS_AGENT_DEBUG"):
+        raise exc
+    echo(
+        f"chaos-agent: internal error: {exc.__class__.__name__}: {printable(str(exc), 300)} "
+        "(set CHAOS_AGENT_DEBUG=1 for a traceback)",
+        err=True,
+    )
+    return EXIT_RUNTIME
+
+
 def main() -> None:
     """The `chaos-agent` entry point: answer here when we can, else the typer app."""
-    code = answer(sys.argv[1:])
+    try:
+        code = answer(sys.argv[1:])
+    except KeyboardInterrupt:
+        code = 130
+    except Exception as exc:  # noqa: BLE001 - as the typer app does
+        code = internal_error(exc)
     if code is not None:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -96,3 +97,23 @@ def test_inject_quick_and_typer_fail_alike(tmp_path: Path) -> None:
         slow = typer_cli(*args)
         assert quick.returncode == slow.returncode == 2, quick.stderr + slow.stderr
         assert quick.stderr == slow.stderr and quick.stderr.startswith("chaos-agent: error: ")
+
+
+@pytest.mark.parametrize(
+    ("raised", "code", "line"),
+    [
+        ("RuntimeError('boom')", 1, "chaos-agent: internal error: RuntimeError: boom (set "),
+        ("KeyboardInterrupt()", 130, ""),
+    ],
+)
+def test_the_quick_path_never_shows_a_traceback(raised: str, code: int, line: str) -> None:
+    script = (
+        f"import agent.quick as q\ndef boom(argv):\n    raise {raised}\nq.answer = boom\nq.main()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "CHAOS_AGENT_DEBUG"}
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=REPO,
+        env=env,
+    )  # fmt: skip
+    assert out.returncode == code
+    assert out.stderr.startswith(line) and "Traceback" not in out.stderr, out.stderr
