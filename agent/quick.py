@@ -326,12 +326,14 @@ def main() -> None:
     """The `chaos-agent` entry point: answer here when we can, else the typer app."""
     try:
         code = answer(sys.argv[1:])
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader went away (`chaos-agent targets | head -3`)
+        code = 141  # as a shell reports SIGPIPE
     except KeyboardInterrupt:
         code = 130
     except Exception as exc:  # noqa: BLE001 - as the typer app does
         code = internal_error(exc)
     if code is not None:
-        sys.stdout.flush()
         sys.stderr.flush()
         # Done: everything durable is written (ledger fsynced, journal unbuffered) and no
         # atexit hook is ours. Skipping the interpreter's teardown saves 40-60 ms.

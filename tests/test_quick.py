@@ -104,6 +104,7 @@ def test_inject_quick_and_typer_fail_alike(tmp_path: Path) -> None:
     [
         ("RuntimeError('boom')", 1, "chaos-agent: internal error: RuntimeError: boom (set "),
         ("KeyboardInterrupt()", 130, ""),
+        ("BrokenPipeError()", 141, ""),  # `chaos-agent targets | head -3`
     ],
 )
 def test_the_quick_path_never_shows_a_traceback(raised: str, code: int, line: str) -> None:
