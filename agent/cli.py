@@ -7,8 +7,6 @@ Exit codes: 0 ok, 1 runtime error (or a fault left unhealed), 2 usage/config err
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -70,19 +68,15 @@ def _lock(config: Any) -> Any:
 
 
 def _parse_duration(value: str | None, default: float, option: str) -> float:
-    from agent.durations import parse_duration
+    from agent.durations import positive_duration
 
-    if value is None:
-        return default
-    seconds = parse_duration(value, where=option)
-    if seconds <= 0:
-        raise UsageError(f"{option}: must be more than 0, got {value!r}")
-    return seconds
+    return positive_duration(value, default, option)
 
 
 def _on_signals(handler: Any) -> None:
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, lambda signum, _frame: handler(signal.Signals(signum).name))
+    from agent.one_off import on_signals
+
+    on_signals(handler)
 
 
 @app.command()
@@ -198,41 +192,13 @@ def inject(
     config_path: ConfigOpt = None,
 ) -> None:
     """One fault now (same safety rules unless --force); waits and heals unless --detach."""
+    from agent.quick import inject_command
+
     try:
-        config = _load(config_path)
-        from agent.model import ALL_FAULTS
-
-        if fault not in ALL_FAULTS:
-            raise UsageError(f"unknown fault {fault!r} (known: {', '.join(ALL_FAULTS)})")
-        seconds = _parse_duration(duration, config.schedule.duration, "--duration")
-        dry = dry_run or config.agent.dry_run
-        lock = None if dry else _lock(config)
-        try:
-            engine = _engine(config, config_path, probes=False, dry_run=dry)
-            engine.recover()
-            from agent.one_off import inject_now
-
-            record = inject_now(engine, fault, target, seconds, force=force)
-            if detach:
-                if engine.arm_deadman is None:
-                    _log(
-                        "warning: the dead-man heal is off; run `chaos-agent heal` after the duration"
-                    )
-                _log(
-                    f"detached: {record.fault} on {printable(record.target_name)} heals at "
-                    f"{time.strftime('%H:%M:%S', time.localtime(record.deadline))}"
-                )
-                raise typer.Exit(0)
-            _on_signals(engine.request_stop)
-            while engine.active and not engine.stop_requested:
-                engine.renew_leases()  # under a coordinator: keep the lease, learn of a halt
-                engine.heal_due()
-                engine.wake.wait(engine.next_wakeup(None))
-                engine.wake.clear()
-            code = engine.shutdown(engine.stop_requested or "done")
-        finally:
-            if lock is not None:
-                lock.release()
+        code = inject_command(
+            config_path, fault, target, duration,
+            force=force, detach=detach, dry_run=dry_run, log=_log,
+        )  # fmt: skip
     except AgentError as exc:
         _fail(exc)
     raise typer.Exit(code)
@@ -388,11 +354,6 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - never a traceback for users
-        if os.environ.get("CHAOS_AGENT_DEBUG"):
-            raise
-        echo(
-            f"chaos-agent: internal error: {exc.__class__.__name__}: {printable(str(exc), 300)} "
-            "(set CHAOS_AGENT_DEBUG=1 for a traceback)",
-            err=True,
-        )
-        sys.exit(EXIT_RUNTIME)
+        from agent.quick import internal_error
+
+        sys.exit(internal_error(exc))

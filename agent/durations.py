@@ -43,6 +43,16 @@ def parse_duration(value: object, *, where: str = "duration") -> float:
     return seconds
 
 
+def positive_duration(value: str | None, default: float, option: str) -> float:
+    """A command-line duration that must be more than 0 (`default` when not given)."""
+    if value is None:
+        return default
+    seconds = parse_duration(value, where=option)
+    if seconds <= 0:
+        raise UsageError(f"{option}: must be more than 0, got {value!r}")
+    return seconds
+
+
 def _shown(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:40] + "..."

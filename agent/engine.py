@@ -188,9 +188,13 @@ class Engine:
         for record in list(self.active):
             self.voice.note("recover", **fault_fields(record))
             results.append((record, self.heal(record, reason="recovered after restart")))
+        self.sweep_leftovers()
+        return results
+
+    def sweep_leftovers(self) -> None:
+        """Remove tagged artifacts (rules, qdiscs) that no active record owns."""
         if self.sweep is not None:
             sweep_leftovers(self.sweep, {a.fault_id for a in self.active}, self.voice)
-        return results
 
     def shutdown(self, reason: str) -> int:
         """Heal first, all within the stop budget; a fault left unhealed means exit 1.

@@ -1,22 +1,71 @@
-"""When each fault heals, and running the heals: due times, retries with back-off, the pool.
+"""When each fault heals, and running the heals: due times, retries with back-off, threads.
 
 `Heals` owns the timing of heals and the threads that run them; it returns outcomes
 and never writes the ledger (the engine's loop stays the only writer). A heal effect
 never raises: a fault that vanished counts as healed, any other error as a failed try.
+
+Every heal that is due gets its own thread at once, and up to MAX_PARALLEL run side by
+side (the rest wait for a slot). Measured with 50 pauses due at the same instant
+(benchmarks/bench_heal.py, RESULTS.md): the daemon runs one `runc` per unpause, so 50
+unpauses take it 200-300 ms on a 2-core host however many are asked at once (its floor,
+with no agent), and the last heal ends near that floor with 8, 16 or 64 side by side
+(within the run-to-run noise); fewer side by side end the first ones earlier, more keep
+slow heals (a network heal's retries, a container's start) from holding up the others.
+16 is between the two.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from agent.errors import AgentError, TargetGone
 from agent.faults.base import FaultRegistry
 from agent.model import ActiveFault, HealOutcome
 
-POOL_SIZE = 8  # heals due together run side by side; one slow heal never makes the next late
+MAX_PARALLEL = 16  # heals running at once; more wait for a slot (each is one thread)
+
+
+class Pending(Protocol):
+    """A heal that was started: done() without blocking, result() waits."""
+
+    def done(self) -> bool: ...
+
+    def result(self) -> HealOutcome: ...
+
+
+class _Running:
+    """One heal on its own thread; wakes the loop when it finishes."""
+
+    def __init__(self, run: Callable[[], HealOutcome], slots: threading.Semaphore,
+                 wake: threading.Event, name: str) -> None:  # fmt: skip
+        self._run, self._slots, self._wake = run, slots, wake
+        self._finished = threading.Event()
+        self._outcome: HealOutcome | None = None
+        self._error: BaseException | None = None
+        self.thread = threading.Thread(target=self._main, name=name, daemon=True)
+        self.thread.start()
+
+    def _main(self) -> None:
+        try:
+            with self._slots:
+                self._outcome = self._run()
+        except BaseException as exc:  # noqa: BLE001 - handed to result()
+            self._error = exc
+        finally:
+            self._finished.set()
+            self._wake.set()
+
+    def done(self) -> bool:
+        return self._finished.is_set()
+
+    def result(self) -> HealOutcome:
+        self._finished.wait()
+        if self._error is not None:
+            raise self._error
+        assert self._outcome is not None
+        return self._outcome
 
 
 def backoff(attempts: int) -> float:
@@ -47,8 +96,8 @@ class Heals:
         self.monotonic = monotonic
         self.due: dict[str, float] = {}  # fault_id -> monotonic heal time
         self.retry_at: dict[str, float] = {}  # fault_id -> monotonic retry time
-        self._pool: ThreadPoolExecutor | None = None
-        self._inflight: dict[str, tuple[Future[HealOutcome], ActiveFault, str]] = {}
+        self._slots = threading.Semaphore(MAX_PARALLEL)
+        self._inflight: dict[str, tuple[Pending, ActiveFault, str]] = {}
 
     # -- timing ----------------------------------------------------------------------------
     def schedule(self, fault_id: str, after: float) -> None:
@@ -113,12 +162,11 @@ class Heals:
             return HealOutcome(False, "failed", f"{exc.__class__.__name__}: {exc}")
 
     def start(self, record: ActiveFault, reason: str) -> None:
-        """Run one heal on the pool; the loop is woken when it finishes."""
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=POOL_SIZE, thread_name_prefix="heal")
-        future = self._pool.submit(self.effect, record)
-        self._inflight[record.fault_id] = (future, record, reason)
-        future.add_done_callback(lambda _f: self.wake.set())
+        """Run one heal on its own thread now; the loop is woken when it finishes."""
+        running = _Running(
+            lambda: self.effect(record), self._slots, self.wake, f"heal-{record.fault_id}"
+        )
+        self._inflight[record.fault_id] = (running, record, reason)
 
     def in_flight(self, fault_id: str) -> bool:
         return fault_id in self._inflight
@@ -146,6 +194,9 @@ class Heals:
         return finished
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        """Wait for the heals still running (their outcomes stay to be collected)."""
+        for running, _, _ in list(self._inflight.values()):
+            try:
+                running.result()
+            except Exception:  # noqa: BLE001, S112 - collect() reports it
+                continue

@@ -2,11 +2,13 @@
 
 The same safety rules as a scheduled fault unless --force (which still never faults the
 agent itself); the engine then takes the lease, writes the ledger and injects as usual.
+`wait_for_heals` ends as soon as the last heal is settled (the command's exit).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import signal
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from agent.errors import NotEligible, TargetNotFound, Unsupported, UsageError
@@ -67,3 +69,20 @@ def inject_now(
         raise NotEligible("refusing to fault the chaos agent itself, even with --force")
     params = engine.config.faults.params_for(fault)
     return engine.inject(Plan(fault=fault, target=target, duration_s=duration, params=params))
+
+
+def on_signals(handler: Callable[[str], None]) -> None:
+    """SIGTERM, SIGINT, SIGHUP call handler(signal name); it must only set a flag."""
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda signum, _frame: handler(signal.Signals(signum).name))
+
+
+def wait_for_heals(engine: Engine) -> None:
+    """Heal each fault when due; return as soon as none is left (or a stop is asked)."""
+    while engine.active and not engine.stop_requested:
+        engine.renew_leases()  # under a coordinator: keep the lease, learn of a halt
+        engine.heal_due()
+        if not engine.active:
+            break
+        engine.wake.wait(engine.next_wakeup(None))
+        engine.wake.clear()

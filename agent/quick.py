@@ -1,4 +1,4 @@
-"""Commands that answer without typer: `--help`, `status` and `targets`.
+"""Commands that answer without typer: `--help`, `status`, `targets` and `inject`.
 
 typer (and click under it) costs more to import than these commands take to run, so
 `agent.main` answers the plain forms here and hands everything else (other commands,
@@ -9,9 +9,10 @@ per-command --help, unknown options, errors in the arguments) to the typer app i
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -179,24 +180,103 @@ def targets_text(config_path: str | None, *, as_json: bool, all_: bool) -> str:
     return "\n".join(lines)
 
 
+# -- inject -------------------------------------------------------------------------------
+
+
+def inject_command(
+    config_path: str | None,
+    fault: str,
+    name: str,
+    duration: str | None,
+    *,
+    force: bool,
+    detach: bool,
+    dry_run: bool,
+    log: Callable[[str], None],
+) -> int:
+    """`chaos-agent inject` (here and in the typer app): the exit code; raises AgentError.
+
+    What a person waits for is the effect, then the exit once it is healed: the ledger's
+    records are healed first (recover), but the sweep of tagged leftovers (one namespace
+    scan per container, hundreds of milliseconds) runs beside the wait, after the fault
+    landed (it never touches what an active record owns); with --detach it is left to
+    `run`, `heal` and the next start."""
+    import threading
+
+    from agent.config import load_config
+    from agent.durations import positive_duration
+    from agent.errors import UsageError
+    from agent.ledger import StateLock
+    from agent.model import ALL_FAULTS
+    from agent.one_off import inject_now, on_signals, wait_for_heals
+    from agent.wiring import build_engine
+
+    config = load_config(config_path)
+    if fault not in ALL_FAULTS:
+        raise UsageError(f"unknown fault {fault!r} (known: {', '.join(ALL_FAULTS)})")
+    seconds = positive_duration(duration, config.schedule.duration, "--duration")
+    dry = dry_run or config.agent.dry_run
+    lock: Any = None
+    if not dry:
+        lock = StateLock(config.agent.state_dir)
+        lock.acquire()
+    try:
+        engine = build_engine(config, log=log, config_path=config_path, probes=False, dry_run=dry)
+        sweep, engine.sweep = engine.sweep, None  # after the inject (see above)
+        engine.recover()
+        engine.sweep = sweep
+        record = inject_now(engine, fault, name, seconds, force=force)
+        if detach:
+            if engine.arm_deadman is None:
+                log("warning: the dead-man heal is off; run `chaos-agent heal` after the duration")
+            due = time.strftime("%H:%M:%S", time.localtime(record.deadline))
+            log(f"detached: {record.fault} on {printable(record.target_name)} heals at {due}")
+            return 0
+        on_signals(engine.request_stop)
+        sweeper = threading.Thread(target=engine.sweep_leftovers, name="sweep", daemon=True)
+        sweeper.start()
+        wait_for_heals(engine)
+        if not engine.stop_requested:  # on a signal, heal now; the sweep is idempotent
+            sweeper.join()
+        return engine.shutdown(engine.stop_requested or "done")
+    finally:
+        if lock is not None:
+            lock.release()
+
+
 # -- the dispatcher -------------------------------------------------------------------------
-def _options(args: Sequence[str], flags: set[str]) -> dict[str, Any] | None:
-    """--config/-c VALUE and the given flags; None for anything else (typer answers)."""
-    out: dict[str, Any] = {"config": None, **{f: False for f in flags}}
+VALUES = {"-c": "--config", "--config": "--config", "-d": "--duration", "--duration": "--duration"}
+FLAGS = {
+    "status": {"--json"},
+    "targets": {"--json", "--all"},
+    "inject": {"--force", "--detach", "--dry-run"},
+}
+POSITIONALS = {"status": 0, "targets": 0, "inject": 2}
+
+
+def _options(command: str, args: Sequence[str]) -> dict[str, Any] | None:
+    """The command's positionals ("args"), --config/-c VALUE (and --duration/-d VALUE for
+    inject) and its flags; None for anything else (typer answers, or explains)."""
+    flags = FLAGS[command]
+    values = {"--config"} | ({"--duration"} if command == "inject" else set())
+    out: dict[str, Any] = {"args": [], **{v: None for v in values}, **{f: False for f in flags}}
     i = 0
     while i < len(args):
         arg = args[i]
+        key, eq, inline = arg.partition("=")
         if arg in flags:
             out[arg] = True
-        elif arg in ("--config", "-c") and i + 1 < len(args):
-            out["config"] = args[i + 1]
+        elif VALUES.get(arg) in values and i + 1 < len(args):
+            out[VALUES[arg]] = args[i + 1]
             i += 1
-        elif arg.startswith("--config="):
-            out["config"] = arg.split("=", 1)[1]
-        else:
+        elif eq and key.startswith("--") and key in values:
+            out[key] = inline
+        elif arg.startswith("-") or len(out["args"]) >= POSITIONALS[command]:
             return None
+        else:
+            out["args"].append(arg)
         i += 1
-    return out
+    return out if len(out["args"]) == POSITIONALS[command] else None
 
 
 def answer(argv: Sequence[str]) -> int | None:
@@ -204,17 +284,23 @@ def answer(argv: Sequence[str]) -> int | None:
     if list(argv) in (["--help"], ["-h"]):
         echo(HELP, nl=False)
         return 0
-    if not argv or argv[0] not in ("status", "targets"):
+    if not argv or argv[0] not in FLAGS:
         return None
-    command, rest = argv[0], argv[1:]
-    opts = _options(rest, {"--json", "--all"} if command == "targets" else {"--json"})
+    command = argv[0]
+    opts = _options(command, argv[1:])
     if opts is None:
         return None
     try:
+        if command == "inject":
+            fault, name = opts["args"]
+            return inject_command(
+                opts["--config"], fault, name, opts["--duration"], force=opts["--force"],
+                detach=opts["--detach"], dry_run=opts["--dry-run"], log=_log,
+            )  # fmt: skip
         if command == "status":
-            text = status_text(opts["config"], as_json=opts["--json"])
+            text = status_text(opts["--config"], as_json=opts["--json"])
         else:
-            text = targets_text(opts["config"], as_json=opts["--json"], all_=opts["--all"])
+            text = targets_text(opts["--config"], as_json=opts["--json"], all_=opts["--all"])
     except AgentError as exc:
         echo(error_line(exc), err=True)
         return exc.exit_code
@@ -222,12 +308,36 @@ def answer(argv: Sequence[str]) -> int | None:
     return 0
 
 
+def internal_error(exc: Exception) -> int:
+    """One line for an unexpected error (never a traceback for users), and the exit code."""
+    from agent.errors import EXIT_RUNTIME
+
+    if os.environ.get("CHAOS_AGENT_DEBUG"):
+        raise exc
+    echo(
+        f"chaos-agent: internal error: {exc.__class__.__name__}: {printable(str(exc), 300)} "
+        "(set CHAOS_AGENT_DEBUG=1 for a traceback)",
+        err=True,
+    )
+    return EXIT_RUNTIME
+
+
 def main() -> None:
     """The `chaos-agent` entry point: answer here when we can, else the typer app."""
-    code = answer(sys.argv[1:])
-    if code is not None:
+    try:
+        code = answer(sys.argv[1:])
         sys.stdout.flush()
-        sys.exit(code)
+    except BrokenPipeError:  # the reader went away (`chaos-agent targets | head -3`)
+        code = 141  # as a shell reports SIGPIPE
+    except KeyboardInterrupt:
+        code = 130
+    except Exception as exc:  # noqa: BLE001 - as the typer app does
+        code = internal_error(exc)
+    if code is not None:
+        sys.stderr.flush()
+        # Done: everything durable is written (ledger fsynced, journal unbuffered) and no
+        # atexit hook is ours. Skipping the interpreter's teardown saves 40-60 ms.
+        os._exit(code)
     from agent.cli import main as typer_main
 
     typer_main()

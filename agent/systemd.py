@@ -10,7 +10,6 @@ dead-man watchdog as its own transient unit, outside the agent's cgroup: with th
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import time
 from collections.abc import Mapping, Sequence
@@ -67,7 +66,11 @@ class SystemdNotifier:
 def under_systemd(env: Mapping[str, str] | None = None) -> bool:
     """Started by systemd as a service (INVOCATION_ID) on a host with `systemd-run`."""
     env = os.environ if env is None else env
-    return bool(env.get("INVOCATION_ID")) and shutil.which("systemd-run") is not None
+    if not env.get("INVOCATION_ID"):
+        return False
+    import shutil  # only under systemd: a one-off fault elsewhere never imports it
+
+    return shutil.which("systemd-run") is not None
 
 
 def systemd_transient_argv(

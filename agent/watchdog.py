@@ -21,7 +21,6 @@ that it is armed without asking Docker.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import os
@@ -183,6 +182,8 @@ def watch(state_dir: Path, owner: str, config_path: str | None, describe: str = 
 
 
 def main(argv: list[str] | None = None) -> int:
+    import argparse  # here: `status` imports this module for deadman_holder
+
     parser = argparse.ArgumentParser(prog="chaos-agent-watchdog")
     parser.add_argument("--state-dir", required=True)
     parser.add_argument("--owner", required=True, help='the agent lock\'s text, "PID TOKEN"')

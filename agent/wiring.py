@@ -20,11 +20,10 @@ from agent.faults.swarm import swarm_aware
 from agent.journal import Journal
 from agent.leases import LeaseProvider, LocalLeases
 from agent.ledger import Ledger, MemoryLedger
-from agent.model import Target
+from agent.model import NETWORK_FAULTS, PROCESS_FAULTS, Target
 from agent.planner import timing_from_schedule
 from agent.selection import Policy, enabled_faults, policy_from_config
 from agent.swarm import SwarmCluster
-from agent.systemd import SystemdNotifier
 
 __all__ = ["build_engine", "build_registry", "discover_all_containers", "make_leases"]
 
@@ -35,21 +34,25 @@ def build_registry(
     warn: Callable[[str], None] | None = None,
     cluster: SwarmCluster | None = None,
 ) -> FaultRegistry:
-    faults: list[Fault] = list(container_faults(DockerContainers(docker), warn))
-    try:
+    """Container faults now; network and process faults (their modules, psutil) on first
+    use. On a Swarm node, tasks get Swarm-correct heals and refusals (agent/faults/swarm.py)."""
+    cluster = cluster or SwarmCluster(docker)
+
+    def network() -> list[Fault]:
         from agent.faults.network import network_faults
-    except ImportError:
-        pass
-    else:
-        faults.extend(network_faults(docker, config))
-    try:
+
+        return swarm_aware(network_faults(docker, config), docker, cluster)
+
+    def process() -> list[Fault]:
         from agent.faults.process import process_faults
-    except ImportError:
-        pass
-    else:
-        faults.extend(process_faults(config))
-    # on a Swarm node, tasks get Swarm-correct heals and refusals (agent/faults/swarm.py)
-    return FaultRegistry(swarm_aware(faults, docker, cluster or SwarmCluster(docker)))
+
+        return process_faults(config)  # swarm_aware wraps container faults only
+
+    containers = list(container_faults(DockerContainers(docker), warn))
+    registry = FaultRegistry(swarm_aware(containers, docker, cluster))
+    registry.add_family("container", NETWORK_FAULTS, network)
+    registry.add_family("process", PROCESS_FAULTS, process)
+    return registry
 
 
 def make_leases(config: Config) -> LeaseProvider:
@@ -94,6 +97,8 @@ class Ops:
         self.metrics: Any = None
         self.exporter: Any = None
         self.notifier: Any = None
+        from agent.systemd import SystemdNotifier  # `run` only: keeps shutil out of one-offs
+
         self.systemd = SystemdNotifier()
         self._snapshot_at = 0.0
 
@@ -183,17 +188,16 @@ def build_engine(
         )
     sweep = None
     if not dry_run:
-        try:
-            from agent.faults.network import sweep_network_leftovers
-        except ImportError:
-            pass
-        else:
 
-            def sweep(owned: set[str]) -> list[str]:
-                # only the containers this agent may target: another agent's
-                # live rules on other containers are not leftovers of ours
-                mine = {t.id for t in discover_containers(config, docker, "")}
-                return sweep_network_leftovers(docker, owned, only=mine)
+        def sweep(owned: set[str]) -> list[str]:
+            try:
+                from agent.faults.network import sweep_network_leftovers
+            except ImportError:
+                return []
+            # only the containers this agent may target: another agent's
+            # live rules on other containers are not leftovers of ours
+            mine = {t.id for t in discover_containers(config, docker, "")}
+            return sweep_network_leftovers(docker, owned, only=mine)
 
     runner = None
     if probes and config.probes:

@@ -181,3 +181,18 @@ def write_config(state_dir: Path, label: str, value: str, extra: str = "", **sch
 
 def fmt_ms(x: float) -> str:
     return f"{x:.2f}" if x < 10 else f"{x:.1f}"
+
+
+def on_a_fleet(
+    run: Callable[[Any, Fleet, int, int], Any], rounds: int, containers: int
+) -> tuple[Any, str]:
+    """run(api, fleet, rounds, containers) with the fleet removed after; the result and a
+    line with the load average before and after (the figures depend on it)."""
+    api = api_client()
+    fleet = Fleet(api)
+    load = os.getloadavg()[0]
+    try:
+        res = run(api, fleet, rounds, containers)
+    finally:
+        fleet.remove_all()
+    return res, f"load average {load:.2f} before, {os.getloadavg()[0]:.2f} after"

@@ -26,17 +26,13 @@ from benchmarks._common import REPO, stats, timed, write_config
 CTK = os.environ.get("CHAOS_BENCH_CTK", "/tmp/chaos-bench-ctk/bin/chaos")
 
 
-# The proposed start-up fix, applied from outside: docker-py imports paramiko (for
-# ssh:// hosts) on `import docker`; with it blocked the SDK falls back cleanly.
-NO_PARAMIKO = (
-    "import sys; sys.modules['paramiko'] = None\n"
-    "from agent.cli import main\nsys.argv[0] = 'chaos-agent'\nmain()\n"
-)
+# the typer app, as `chaos-agent inject` ran before agent/quick.py answered it
+TYPER_ENTRY = "import sys; from agent.cli import main; sys.argv[0] = 'chaos-agent'; main()"
 
 
-def agent_command(block_paramiko: bool = False) -> list[str]:
-    if block_paramiko:
-        return [sys.executable, "-c", NO_PARAMIKO]
+def agent_command(typer: bool = False) -> list[str]:
+    if typer:
+        return [sys.executable, "-c", TYPER_ENTRY]
     script = Path(sys.prefix) / "bin" / "chaos-agent"
     if script.exists():
         return [str(script)]
@@ -58,11 +54,14 @@ def run(api: Any, ids: list[str], label: str, value: str, rounds: int = 10) -> d
         ctk_ok = shutil.which(CTK) is not None or Path(CTK).exists()
         env = {**os.environ, "PYTHONPATH": str(REPO)}
 
-        def agent(i: int, block: bool = False) -> None:
+        # as installed: compiled modules cached (a pip install writes them)
+        agent_env = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+        def agent(i: int, typer: bool = False) -> None:
             subprocess.run(
-                [*agent_command(block), "inject", "kill", names[i], "--duration", "60s",
+                [*agent_command(typer), "inject", "kill", names[i], "--duration", "60s",
                  "--detach", "--config", str(cfg)],
-                check=True, capture_output=True, cwd=tmp,
+                check=True, capture_output=True, cwd=tmp, env=agent_env,
             )  # fmt: skip
 
         def docker_cli(i: int) -> None:
@@ -100,7 +99,7 @@ def run(api: Any, ids: list[str], label: str, value: str, rounds: int = 10) -> d
 
         contenders = {
             "chaos-agent inject kill --detach": agent,
-            "same, paramiko import blocked (proposed fix)": lambda i: agent(i, True),
+            "same, through the typer app": lambda i: agent(i, True),
             "docker kill (CLI)": docker_cli,
         }
         if ctk_ok:

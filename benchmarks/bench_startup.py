@@ -12,13 +12,14 @@ figure says what skipping it saves. Needs a Docker engine and chaos-base:bookwor
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import Fleet, api_client, fmt_ms, interleaved, stats, write_config
+from benchmarks._common import Fleet, fmt_ms, interleaved, on_a_fleet, stats, write_config
 
 TYPER_ENTRY = "import sys; from agent.cli import main; sys.argv[0] = 'chaos-agent'; main()"
 
@@ -34,9 +35,14 @@ def run(api: Any, fleet: Fleet, rounds: int = 10, containers: int = 20) -> dict[
     with tempfile.TemporaryDirectory(prefix="chaos-bench-") as tmp:
         cfg = str(write_config(Path(tmp) / "state", key, fleet.run_id))
 
+        # as installed: compiled modules are cached (a pip install writes them)
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
         def call(cmd: list[str]) -> Any:
             def go() -> None:
-                subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                subprocess.run(
+                    cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
+                )
 
             return go
 
@@ -66,12 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--containers", type=int, default=20)
     args = parser.parse_args(argv)
-    api = api_client()
-    fleet = Fleet(api)
-    try:
-        res = run(api, fleet, args.rounds, args.containers)
-    finally:
-        fleet.remove_all()
+    res, load = on_a_fleet(run, args.rounds, args.containers)
+    print(load)
     print("| command | median ms | p10 | p90 |")
     print("|---|---:|---:|---:|")
     for name, s in res["results"].items():

@@ -169,6 +169,15 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60, 
     )
 
 
+def python_out(code: str, timeout: float = 60) -> str:
+    """What `python -c code` prints (run from the repository; it must exit 0)."""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, cwd=REPO
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
 def start_agent(*args: str, **kw: Any) -> subprocess.Popen[str]:
     """Start `python -m agent ARGS` in the background, output captured."""
     return subprocess.Popen(

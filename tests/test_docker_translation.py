@@ -192,3 +192,13 @@ def test_one_discovery_lists_twice_and_selection_never_calls_docker():
     assert len(found) == 10 and docker.lists == ["chaos.enable=true", None]
     assert found["web-1"].faults == ("pause",)  # its namespace is shared: network faults refused
     assert found["web-2"].faults == ("pause", "loss", "partition")
+
+
+def test_chunked_bodies_are_put_back_together() -> None:
+    from agent.adapters.docker_engine import _BadResponse, _dechunk
+
+    assert _dechunk(b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n") == b"hello world"
+    assert _dechunk(b"0\r\n\r\n") == b""
+    for torn in (b"5\r\nhel", b"5\r\nhello\r\n", b"zz\r\nhello\r\n0\r\n\r\n"):
+        with pytest.raises(_BadResponse):
+            _dechunk(torn)

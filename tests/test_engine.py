@@ -154,7 +154,7 @@ class FailingLedger(MemoryLedger):
             raise LedgerCorrupt("ledger is not valid JSON")
         return super().load()
 
-    def save(self, faults: list[ActiveFault]) -> None:
+    def save(self, faults: list[ActiveFault], *, durable: bool = True) -> None:
         if self.fail_save:
             raise LedgerError("disk full")
         super().save(faults)
@@ -497,7 +497,7 @@ def test_lease_is_rechecked_right_before_inject(remote_rig: Rig) -> None:
     # ledger write is where the time goes here
     real_save = rig.ledger.save
 
-    def slow_save(faults: list[ActiveFault]) -> None:
+    def slow_save(faults: list[ActiveFault], *, durable: bool = True) -> None:
         real_save(faults)
         if any(a.status == "injecting" for a in faults):
             rig.clock.advance(60)

@@ -26,7 +26,7 @@ from agent.discovery import with_netns_sharers
 from agent.errors import FaultFailed, Unsupported
 from agent.faults import network
 from agent.model import ActiveFault, Target
-from tests.conftest import SESSION, TEST_LABEL
+from tests.conftest import SESSION, TEST_LABEL, run_cli
 
 pytestmark = [pytest.mark.docker, pytest.mark.host]
 
@@ -407,6 +407,47 @@ def test_sweep_removes_orphans_only(
         assert fault.heal(owned).healed
     assert snapshot(pid) == before
     assert network.sweep_network_leftovers(engine, set(), only=scope) == []
+
+
+def test_a_one_off_inject_sweeps_leftovers_while_it_waits_but_not_detached(
+    engine: DockerEngine, config: Any, containers: Callable[..., dict[str, Any]], net: str,
+    tmp_path: Any,
+) -> None:  # fmt: skip
+    value = f"sw-{uuid.uuid4().hex[:8]}"
+    a = containers("sw-a", {"chaos.enable": value, "chaos.group": "alone"}, network=net)
+    b = [containers(f"sw-b{i}", {"chaos.enable": value, "chaos.group": "web"}) for i in (1, 2)]
+    pid = a["State"]["Pid"]
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text(
+        f'[agent]\nstate_dir = "{tmp_path / "state"}"\ndeadman = "off"\n'
+        f'[targets]\nvalue = "{value}"\n'
+    )
+    name = b[0]["Name"].lstrip("/")
+
+    def orphan() -> str:
+        record = record_for(network.Partition(engine, config), a, {"mode": "isolate"})
+        network.Partition(engine, config).inject(record)
+        assert record.fault_id in our_tags(pid)
+        return record.fault_id
+
+    try:
+        left = orphan()
+        detached = run_cli("inject", "pause", name, "-d", "1s", "--detach", "--config", str(cfg))
+        assert detached.returncode == 0, detached.stderr
+        assert left in our_tags(pid)  # --detach leaves the sweep to `run`, `heal`, next start
+        healed = run_cli("heal", "--config", str(cfg))
+        assert healed.returncode == 0, healed.stderr
+        assert our_tags(pid) == ""
+        left = orphan()
+        waited = run_cli("inject", "pause", name, "-d", "1s", "--config", str(cfg))
+        assert waited.returncode == 0, waited.stderr
+        assert (
+            "healed pause" in waited.stderr
+            and f"removed leftover {a['Name'].lstrip('/')}" in waited.stderr
+        )
+        assert left in waited.stderr and our_tags(pid) == ""
+    finally:
+        network.sweep_network_leftovers(engine, set(), only={a["Id"]})
 
 
 def test_restarted_target_is_left_alone(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -57,3 +58,63 @@ def test_anything_else_is_left_to_typer() -> None:
         assert answer(argv) is None, argv
     result = run_cli("status", "--bogus")
     assert result.returncode == 2 and "No such option" in result.stderr
+
+
+def test_inject_plain_forms_are_answered_here_and_the_rest_by_typer() -> None:
+    from agent.quick import _options
+
+    opts = _options("inject", ["pause", "web-2", "-d", "1s", "--detach", "--config=x.toml"])
+    assert opts is not None
+    assert (opts["args"], opts["--duration"], opts["--config"]) == (
+        ["pause", "web-2"],
+        "1s",
+        "x.toml",
+    )
+    assert (opts["--detach"], opts["--force"], opts["--dry-run"]) == (True, False, False)
+    opts = _options("inject", ["--force", "kill", "--duration=5m", "db-1", "-c", "a.toml"])
+    assert opts is not None and opts["args"] == ["kill", "db-1"] and opts["--duration"] == "5m"
+    for argv in (
+        ["inject"],  # typer says what is missing
+        ["inject", "pause"],
+        ["inject", "pause", "a", "b"],
+        ["inject", "pause", "a", "--help"],
+        ["inject", "pause", "a", "-d"],  # no value
+        ["inject", "pause", "a", "-d1s"],  # click's attached form: typer's
+        ["inject", "pause", "-x", "a"],
+        ["targets", "--duration", "1s"],  # not an option of targets
+    ):
+        assert answer(argv) is None, argv
+
+
+def test_inject_quick_and_typer_fail_alike(tmp_path: Path) -> None:
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text(f'[agent]\nstate_dir = "{tmp_path / "state"}"\n')
+    for args in (
+        ["inject", "nosuchfault", "web-1", "--config", str(cfg)],
+        ["inject", "pause", "web-1", "--duration", "0s", "--config", str(cfg)],
+    ):
+        quick = run_cli(*args)
+        slow = typer_cli(*args)
+        assert quick.returncode == slow.returncode == 2, quick.stderr + slow.stderr
+        assert quick.stderr == slow.stderr and quick.stderr.startswith("chaos-agent: error: ")
+
+
+@pytest.mark.parametrize(
+    ("raised", "code", "line"),
+    [
+        ("RuntimeError('boom')", 1, "chaos-agent: internal error: RuntimeError: boom (set "),
+        ("KeyboardInterrupt()", 130, ""),
+        ("BrokenPipeError()", 141, ""),  # `chaos-agent targets | head -3`
+    ],
+)
+def test_the_quick_path_never_shows_a_traceback(raised: str, code: int, line: str) -> None:
+    script = (
+        f"import agent.quick as q\ndef boom(argv):\n    raise {raised}\nq.answer = boom\nq.main()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "CHAOS_AGENT_DEBUG"}
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=REPO,
+        env=env,
+    )  # fmt: skip
+    assert out.returncode == code
+    assert out.stderr.startswith(line) and "Traceback" not in out.stderr, out.stderr

@@ -3,14 +3,14 @@
 It translates the SDK's errors into ours at the edge: a container that vanished
 is TargetGone, an unreachable daemon is DockerUnavailable (naming the socket).
 Discovery is one list call with a label filter, never one inspect per container.
-Reads (list, inspect) on a local unix socket speak the Engine API with the standard
-library (http.client over AF_UNIX): importing the SDK costs more than `targets` takes
-to run. Effects, and every call to a remote DOCKER_HOST, go through the SDK.
+Reads and container effects (pause, kill, stop, ...) on a local unix socket speak the
+Engine API with the standard library (a small HTTP/1.1 client over AF_UNIX, `unix_http`):
+importing the SDK costs more than `targets` or a one-off pause takes to run. Network
+endpoints, events, Swarm, and every call to a remote DOCKER_HOST go through the SDK.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import re
@@ -83,22 +83,75 @@ def engine_kind_of(version: Mapping[str, Any]) -> str:
     return "docker"
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    """HTTP over a unix socket (the local Docker daemon)."""
+class _BadResponse(Exception):
+    """The daemon's answer is not an HTTP/1.x response we can read."""
 
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.socket_path = path
 
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
+def _dechunk(body: bytes) -> bytes:
+    """The payload of a `Transfer-Encoding: chunked` body (RFC 9112 section 7.1)."""
+    out: list[bytes] = []
+    pos = 0
+    while True:
+        eol = body.find(b"\r\n", pos)
+        if eol < 0:
+            raise _BadResponse("truncated chunked body")
         try:
-            sock.connect(self.socket_path)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
+            size = int(body[pos:eol].split(b";", 1)[0].strip(), 16)
+        except ValueError:
+            raise _BadResponse("bad chunk size") from None
+        if size == 0:
+            return b"".join(out)
+        start = eol + 2
+        if len(body) < start + size:
+            raise _BadResponse("truncated chunk")
+        out.append(body[start : start + size])
+        pos = start + size + 2
+
+
+def unix_http(socket_path: str, method: str, path: str, timeout: float) -> tuple[int, str, bytes]:
+    """One HTTP/1.1 request without a body over a unix socket: (status, reason, body).
+
+    `Connection: close`, so the answer is whatever arrives until the daemon closes.
+    The standard library's http.client would do, but importing it (email, ssl) costs
+    more than the request: this is the read path of `targets` and a one-off fault."""
+    request = (
+        f"{method} {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n"
+        "Content-Length: 0\r\n\r\n"
+    )
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    chunks: list[bytes] = []
+    try:
+        sock.connect(socket_path)
+        sock.sendall(request.encode("ascii"))
+        while True:
+            chunk = sock.recv(262144)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        sock.close()
+    head, sep, body = b"".join(chunks).partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status_line = lines[0].split(" ", 2)
+    if not sep or len(status_line) < 2 or not status_line[0].startswith("HTTP/1."):
+        raise _BadResponse(f"not an HTTP response: {lines[0][:80]!r}")
+    try:
+        status = int(status_line[1])
+    except ValueError:
+        raise _BadResponse(f"bad status line {lines[0][:80]!r}") from None
+    headers = {}
+    for line in lines[1:]:
+        key, _, value = line.partition(":")
+        headers[key.strip().lower()] = value.strip()
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        body = _dechunk(body)
+    elif headers.get("content-length", "").isdigit():
+        length = int(headers["content-length"])
+        if len(body) < length:
+            raise _BadResponse("truncated body")
+        body = body[:length]
+    return status, status_line[2] if len(status_line) > 2 else "", body
 
 
 class DockerEngine:
@@ -183,32 +236,55 @@ class DockerEngine:
 
     def _get(self, what: str, path: str, container: str = "") -> Any:
         """GET one Engine API path over the local socket; errors as the SDK path maps them."""
+        data = self._request("GET", what, path, container)
+        if data is None:
+            raise FaultFailed(f"docker {what} {container}: not JSON".strip())
+        return data
+
+    def _request(
+        self, method: str, what: str, path: str, container: str = "", wait: float = 0.0
+    ) -> Any:
+        """One Engine API request over the local socket: the JSON body (None if empty);
+        errors mapped as `_call` maps the SDK's. `wait`: seconds the daemon may take on
+        top of the usual timeout (a stop's grace period)."""
         sock = self._local_socket()
         assert sock is not None
-        conn = _UnixConnection(sock, self._timeout)
         try:
-            conn.request("GET", path, headers={"Host": "docker"})
-            response = conn.getresponse()
-            body = response.read()
-        except OSError as exc:
+            status, reason, body = unix_http(sock, method, path, self._timeout + wait)
+        except (OSError, _BadResponse) as exc:
             raise self._unavailable(exc) from None
-        except http.client.HTTPException as exc:
-            raise self._unavailable(exc) from None
-        finally:
-            conn.close()
         try:
             data = json.loads(body) if body else None
         except ValueError:
             data = None
-        if response.status == 200:
-            if data is None:
-                raise FaultFailed(f"docker {what} {container}: not JSON".strip())
+        if 200 <= status < 300 or status == 304:  # 304: already so (start, stop)
             return data
         message = data.get("message", "") if isinstance(data, dict) else ""
-        message = str(message or response.reason)[:300]
-        if response.status == 404 and ("no such container" in message.lower() or not container):
+        message = str(message or reason)[:300]
+        if status == 404 and ("no such container" in message.lower() or not container):
             raise TargetGone(f"container {container or '?'} no longer exists")
         raise FaultFailed(f"docker {what} {container}: {message}".strip().replace("  ", " "))
+
+    def _effect(
+        self,
+        what: str,
+        container: str,
+        action: str,
+        sdk: Callable[[], Any],
+        query: Mapping[str, str] | None = None,
+        wait: float = 0.0,
+    ) -> None:
+        """POST /containers/<id>/<action>: over the local socket without the SDK (its
+        import costs more than a one-off fault takes to land), else through the SDK."""
+        if self._local_socket() is None:
+            self._call(what, sdk, container)
+            return
+        if not _CONTAINER_REF.fullmatch(container):  # no such name or id can exist
+            raise TargetGone(f"container {container[:80]!r} no longer exists")
+        path = f"/containers/{urllib.parse.quote(container, safe='')}/{action}"
+        if query:
+            path += "?" + urllib.parse.urlencode(query)
+        self._request("POST", what, path, container, wait=wait)
 
     def list_containers(self, label_filter: str | None = None) -> list[dict[str, Any]]:
         """One Engine API call: GET /containers/json?all=1&filters=..."""
@@ -297,22 +373,32 @@ class DockerEngine:
 
     # -- effects ---------------------------------------------------------------------
     def pause(self, container: str) -> None:
-        self._call("pause", lambda: self.api.pause(container), container)
+        self._effect("pause", container, "pause", lambda: self.api.pause(container))
 
     def unpause(self, container: str) -> None:
-        self._call("unpause", lambda: self.api.unpause(container), container)
+        self._effect("unpause", container, "unpause", lambda: self.api.unpause(container))
 
     def stop(self, container: str, timeout: float) -> None:
-        self._call("stop", lambda: self.api.stop(container, timeout=int(timeout)), container)
+        self._effect(
+            "stop", container, "stop", lambda: self.api.stop(container, timeout=int(timeout)),
+            {"t": str(int(timeout))}, wait=timeout,
+        )  # fmt: skip
 
     def start(self, container: str) -> None:
-        self._call("start", lambda: self.api.start(container), container)
+        self._effect("start", container, "start", lambda: self.api.start(container))
 
     def kill(self, container: str, signal: str) -> None:
-        self._call("kill", lambda: self.api.kill(container, signal=signal), container)
+        self._effect(
+            "kill", container, "kill", lambda: self.api.kill(container, signal=signal),
+            {"signal": signal},
+        )  # fmt: skip
 
     def restart(self, container: str, timeout: float) -> None:
-        self._call("restart", lambda: self.api.restart(container, timeout=int(timeout)), container)
+        self._effect(
+            "restart", container, "restart",
+            lambda: self.api.restart(container, timeout=int(timeout)),
+            {"t": str(int(timeout))}, wait=timeout,
+        )  # fmt: skip
 
     # network endpoints (used by the `disconnect` fault)
     def run_sibling(self, name: str, spec: dict[str, Any]) -> str:

@@ -9,7 +9,7 @@ healed only once the state is verified.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from agent.errors import NotEligible, Unsupported, UsageError
@@ -57,24 +57,55 @@ def describe_record(fault: str, record: ActiveFault) -> str:
 
 
 class FaultRegistry:
-    """Faults by (target kind, name)."""
+    """Faults by (target kind, name).
+
+    A family of faults can be declared by name and built on first use (`add_family`):
+    `targets`, `status` and a one-off pause never import the network or process fault
+    modules (nsenter/iptables helpers, psutil) unless such a fault is enabled or asked for.
+    """
 
     def __init__(self, faults: Iterable[Fault] = ()) -> None:
         self._faults: dict[tuple[str, str], Fault] = {}
+        self._families: dict[tuple[str, str], Callable[[], Iterable[Fault]]] = {}
         for fault in faults:
             self.add(fault)
 
     def add(self, fault: Fault) -> None:
         self._faults[(fault.kind, fault.name)] = fault
 
+    def add_family(
+        self, kind: str, names: Iterable[str], build: Callable[[], Iterable[Fault]]
+    ) -> None:
+        """Declare faults `build()` makes when one of them is first asked for. An
+        ImportError from `build` (an optional dependency missing) leaves them out."""
+        for name in names:
+            self._families[(kind, name)] = build
+
+    def _build(self, key: tuple[str, str]) -> None:
+        build = self._families.get(key)
+        if build is None:
+            return
+        for k in [k for k, b in self._families.items() if b is build]:
+            del self._families[k]
+        try:
+            built = list(build())
+        except ImportError:
+            return
+        for fault in built:
+            self._faults.setdefault((fault.kind, fault.name), fault)
+
     def get(self, kind: str, name: str) -> Fault | None:
+        self._build((kind, name))
         return self._faults.get((kind, name))
 
     def all(self) -> list[Fault]:
+        for key in list(self._families):
+            self._build(key)
         return list(self._faults.values())
 
     def names(self, kind: str) -> list[str]:
-        return [n for (k, n) in self._faults if k == kind]
+        keys = [*self._faults, *self._families]
+        return list(dict.fromkeys(n for (k, n) in keys if k == kind))
 
     def require(self, kind: str, name: str) -> Fault:
         """The fault, or UsageError naming the ones there are."""
@@ -99,8 +130,12 @@ class FaultRegistry:
         self, only: Iterable[tuple[str, str]] | None = None
     ) -> dict[tuple[str, str], str]:
         """Faults this host cannot do, with the reason (checked once, at start).
-        `only`: check just these (kind, name) pairs, e.g. the enabled ones."""
+        `only`: check just these (kind, name) pairs, e.g. the enabled ones (only their
+        families are built)."""
         wanted = set(only) if only is not None else None
+        for key in list(self._families):
+            if wanted is None or key in wanted:
+                self._build(key)
         out: dict[tuple[str, str], str] = {}
         for key, fault in self._faults.items():
             if wanted is not None and key not in wanted:
