@@ -15,7 +15,7 @@ from agent.errors import AgentError
 from agent.faults.base import Fault, FaultRegistry
 from agent.faults.container import container_faults
 from agent.faults.dryrun import DryRunFault
-from agent.faults.swarm import swarm_aware
+from agent.faults.swarm import NetnsRoute, swarm_aware
 from agent.journal import Journal
 from agent.leases import LeaseProvider, LocalLeases
 from agent.ledger import Ledger, MemoryLedger
@@ -33,6 +33,7 @@ def build_registry(
     docker: DockerEngine,
     warn: Callable[[str], None] | None = None,
     cluster: SwarmCluster | None = None,
+    route: NetnsRoute | None = None,
 ) -> FaultRegistry:
     faults: list[Fault] = list(container_faults(docker, warn))
     try:
@@ -48,7 +49,7 @@ def build_registry(
     else:
         faults.extend(process_faults(config))
     # on a Swarm node, tasks get Swarm-correct heals and refusals (agent/faults/swarm.py)
-    return FaultRegistry(swarm_aware(faults, docker, cluster or SwarmCluster(docker)))
+    return FaultRegistry(swarm_aware(faults, docker, cluster or SwarmCluster(docker), route))
 
 
 def make_leases(config: Config) -> LeaseProvider:
@@ -149,7 +150,8 @@ def build_engine(
 ) -> Engine:
     docker = docker or DockerEngine()
     cluster = SwarmCluster(docker)
-    registry = build_registry(config, docker, warn=log, cluster=cluster)
+    route = NetnsRoute(docker, cluster)  # how namespaces are entered, faults and sweep alike
+    registry = build_registry(config, docker, warn=log, cluster=cluster, route=route)
     # probe only what may be chosen: the capability probe costs subprocesses
     enabled = {(kind, name) for kind, names in enabled_faults(config).items() for name in names}
     unavailable = registry.unavailable(only=enabled)
@@ -181,17 +183,12 @@ def build_engine(
         )
     sweep = None
     if not dry_run:
-        try:
-            from agent.faults.network import sweep_network_leftovers
-        except ImportError:
-            pass
-        else:
 
-            def sweep(owned: set[str]) -> list[str]:
-                # only the containers this agent may target: another agent's
-                # live rules on other containers are not leftovers of ours
-                mine = {t.id for t in discover_containers(config, docker, "")}
-                return sweep_network_leftovers(docker, owned, only=mine)
+        def sweep(owned: set[str]) -> list[str]:
+            # only the containers this agent may target: another agent's
+            # live rules on other containers are not leftovers of ours
+            mine = {t.id for t in discover_containers(config, docker, "")}
+            return route.sweep(owned, mine)
 
     runner = None
     if probes and config.probes:

@@ -7,9 +7,10 @@ it is the wrapped fault, unchanged. On a task:
   stop: Swarm starts a new task; the heal is "the service converged again", verified
   from the manager's task and node lists and reported with the time it took. The dead
   task container is never started again (that would be an orphan Swarm does not count);
-- pause and the namespace network faults: the wrapped fault's heal (unpause, rules removed);
-  a network fault is refused when the task's PID is not its process as seen from here
-  (an agent outside the node's PID namespace would enter an unrelated namespace);
+- pause and the namespace network faults: the wrapped fault's heal (unpause, rules removed).
+  A global service cannot have `pid: host`: on a Swarm node the namespace is entered by
+  nsenter only when the task's PID is provably its process here, else through a helper
+  container joining the task's namespace (`NetnsRoute`, agent/faults/network/helper.py);
 - restart, disconnect, and kill/stop where the restart policy means Swarm would never
   replace the task: refused with the reason (`agent.swarm.refusal`).
 """
@@ -20,27 +21,112 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from agent.adapters import netns
 from agent.adapters.docker_engine import DockerEngine
-from agent.errors import NotEligible, TargetGone, Unsupported
+from agent.errors import AgentError, NotEligible, TargetGone, Unsupported
 from agent.faults.base import Fault
-from agent.model import NETWORK_FAULTS, SWARM_SERVICE_ID, ActiveFault, HealOutcome, Target
+from agent.faults.network.common import NetnsFault, open_pinned, pid_namespace_reason
+from agent.faults.network.helper import (
+    helper_capabilities,
+    open_current_via_helper,
+    open_via_helper,
+    remove_stale_helpers,
+)
+from agent.faults.network.sweep import open_current_pinned, sweep_network_leftovers
+from agent.model import SWARM_SERVICE_ID, ActiveFault, HealOutcome, Target
 from agent.swarm import SwarmCluster, convergence, is_task, refusal
 
 REPLACED_BY_SWARM = ("kill", "stop")
 CONVERGE_WAIT_S = 10.0  # per heal attempt; a later attempt (backoff) checks again
 
 
+class NetnsRoute:
+    """How namespace faults enter a container's network namespace on this engine.
+
+    Outside Swarm: nsenter on a pinned fd (`open_pinned`), as always. On a Swarm node:
+    nsenter when this agent can (host PID namespace, tools, capabilities) *and* the
+    container's PID is its process here; otherwise a helper container joining the
+    container's namespace through the node's own engine. The capabilities are then
+    probed in a helper too (the agent's own container may have none of them).
+    """
+
+    def __init__(self, docker: DockerEngine, cluster: SwarmCluster) -> None:
+        self.docker = docker
+        self.cluster = cluster
+        self._swarm: bool | None = None
+        self._local: bool | None = None
+        self._caps: netns.Capabilities | None = None
+
+    def swarm(self) -> bool:
+        if self._swarm is None:
+            try:
+                self._swarm = self.cluster.active()
+            except AgentError:
+                return False  # the engine is away: ask again next time
+        return self._swarm
+
+    def local(self) -> bool:
+        """Can this agent enter namespaces itself (nsenter route)?"""
+        if self._local is None:
+            found = netns.probe()
+            usable = found.iptables is None or found.tc is None
+            self._local = usable and pid_namespace_reason(self.docker) is None
+        return self._local
+
+    def caps(self) -> netns.Capabilities:
+        if not self.swarm() or self.local():
+            return netns.probe()
+        if self._caps is None:
+            self._caps = helper_capabilities(self.docker)
+        return self._caps
+
+    def open(self, docker: DockerEngine, record: ActiveFault) -> netns.NetnsHandle:
+        if not self.swarm():
+            return open_pinned(docker, record)
+        if self.local():
+            try:
+                return open_pinned(docker, record)
+            except Unsupported:
+                pass  # its PID is not its process here: through the node's engine
+        return open_via_helper(docker, record)
+
+    def open_current(self, docker: DockerEngine, container_id: str) -> netns.NetnsHandle | None:
+        handle = open_current_pinned(docker, container_id) if self.local() else None
+        if handle is None and self.swarm():
+            handle = open_current_via_helper(docker, container_id)
+        return handle
+
+    def sweep(self, owned: set[str], only: set[str]) -> list[str]:
+        """The start-up sweep through the same route (plus stale helper containers)."""
+        removed = remove_stale_helpers(self.docker) if self.swarm() else []
+        return removed + sweep_network_leftovers(
+            self.docker, owned, only=only, open_current=self.open_current, caps=self.caps
+        )
+
+
 class SwarmAware:
     """A registry fault that knows Swarm tasks."""
 
-    def __init__(self, inner: Fault, docker: DockerEngine, cluster: SwarmCluster) -> None:
+    def __init__(
+        self,
+        inner: Fault,
+        docker: DockerEngine,
+        cluster: SwarmCluster,
+        route: NetnsRoute | None = None,
+    ) -> None:
         self.inner = inner
         self.docker = docker
         self.cluster = cluster
         self.name = inner.name
         self.kind = inner.kind
+        self._route = route
+        if isinstance(inner, NetnsFault) and route is not None:
+            inner.opener = route.open
+            inner.caps = route.caps
 
     def unavailable(self) -> str | None:
+        if isinstance(self.inner, NetnsFault) and self._route is not None and self._route.swarm():
+            return self.inner._capability()  # no pid: host needed: helpers enter namespaces
         return self.inner.unavailable()
 
     def refuse(self, target: Target) -> str | None:
@@ -78,10 +164,6 @@ class SwarmAware:
         return None if info is None else dict(info["Config"]["Labels"])
 
     def inject(self, record: ActiveFault) -> Mapping[str, Any]:
-        if self.name in NETWORK_FAULTS:
-            reason = self._foreign(record)
-            if reason:
-                raise Unsupported(reason)
         labels = self._task_labels(record) if self.name in REPLACED_BY_SWARM else None
         if labels is None:
             return self.inner.inject(record)
@@ -96,17 +178,7 @@ class SwarmAware:
             self.docker.stop(record.target_id, float(record.params.get("timeout", 10)))
         return {"via": "swarm", "swarm_service": service_id}
 
-    def _foreign(self, record: ActiveFault) -> str | None:
-        info = self._task_info(record)
-        if info is None:
-            return None
-        return foreign_pid_reason(int((info.get("State") or {}).get("Pid") or 0), record.target_id)
-
     def heal(self, record: ActiveFault) -> HealOutcome:
-        if self.name in NETWORK_FAULTS:
-            reason = self._foreign(record)
-            if reason:  # this agent could not have entered it either: nothing to undo
-                return HealOutcome(True, "already", f"nothing injected: {reason}")
         if self.name not in REPLACED_BY_SWARM or record.target_kind != "container":
             return self.inner.heal(record)
         if record.extra.get("via") not in (None, "swarm"):
@@ -138,25 +210,12 @@ class SwarmAware:
         return HealOutcome(True, "environment", detail, converged_s=took)
 
 
-def foreign_pid_reason(pid: int, container_id: str) -> str | None:
-    """None if host PID `pid` is this container's process as seen from here; else why not.
-
-    An agent reaching a node's engine from outside that node's PID namespace (another
-    machine's socket, an engine in a container) gets PIDs that mean nothing here: the
-    same number may be an unrelated local process, whose namespace must never be entered.
-    """
-    try:
-        with open(f"/proc/{int(pid)}/cgroup", encoding="utf-8", errors="replace") as fh:
-            if pid > 0 and container_id and container_id in fh.read():
-                return None
-    except OSError:
-        pass
-    return (
-        f"the task's PID {pid} is not its process here: run the agent on the task's node, "
-        "in the host PID namespace (docs/swarm.md)"
-    )
-
-
-def swarm_aware(faults: list[Fault], docker: DockerEngine, cluster: SwarmCluster) -> list[Fault]:
+def swarm_aware(
+    faults: list[Fault],
+    docker: DockerEngine,
+    cluster: SwarmCluster,
+    route: NetnsRoute | None = None,
+) -> list[Fault]:
     """Wrap the container faults (process faults are left as they are)."""
-    return [SwarmAware(f, docker, cluster) if f.kind == "container" else f for f in faults]
+    route = route or NetnsRoute(docker, cluster)
+    return [SwarmAware(f, docker, cluster, route) if f.kind == "container" else f for f in faults]

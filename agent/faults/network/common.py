@@ -11,14 +11,19 @@ Containers that share a network namespace (network_mode container:<id>, compose
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from agent.adapters import netns
+from agent.adapters import hostpid, netns
 from agent.adapters.docker_engine import DockerEngine, own_container_id
 from agent.config import Config
 from agent.errors import AgentError, IdentityChanged, TargetGone, Unsupported
-from agent.model import ActiveFault, HealOutcome, Target, TargetKind
+from agent.faults.container import parse_started_at
+from agent.model import LABEL_NETNS_HELPER, ActiveFault, HealOutcome, Target, TargetKind
+
+# How a fault enters the target's namespace: open_pinned (nsenter on a pinned fd), or a
+# helper container joining it (agent/faults/network/helper.py, Swarm tasks).
+Opener = Callable[[DockerEngine, ActiveFault], netns.NetnsHandle]
 
 # --- identity ------------------------------------------------------------------------------
 
@@ -47,8 +52,10 @@ def open_pinned(docker: DockerEngine, record: ActiveFault) -> netns.NetnsHandle:
     if not is_same_instance(info, record):
         raise IdentityChanged(changed_reason(info, record))
     pid = int(info["State"]["Pid"])
-    reason = netns.host_pid_visible(pid)
-    if reason:
+    reason = netns.host_pid_visible(pid) or hostpid.identity_reason(
+        pid, record.target_id, parse_started_at(str(info["State"].get("StartedAt") or ""))
+    )
+    if reason:  # a PID from a remote engine may be an unrelated local process
         raise Unsupported(reason)
     handle = netns.NetnsHandle(pid)
     try:
@@ -86,8 +93,8 @@ def shared_namespace_reason(docker: DockerEngine, target: Target) -> str | None:
     sharers = []
     for entry in docker.list_containers():
         other = str((entry.get("HostConfig") or {}).get("NetworkMode", ""))
-        if not other.startswith("container:"):
-            continue
+        if not other.startswith("container:") or LABEL_NETNS_HELPER in (entry.get("Labels") or {}):
+            continue  # our own short-lived helper is not a sharer
         ref = other.split(":", 1)[1]
         name = target.name.lstrip("/")
         if ref and (target.id.startswith(ref) or ref == name):
@@ -113,6 +120,9 @@ class NetnsFault:
     def __init__(self, docker: DockerEngine, config: Config | None = None) -> None:
         self.docker = docker
         self.config = config
+        # the seam: how the namespace is entered, and what can be done there
+        self.opener: Opener = open_pinned
+        self.caps: Callable[[], netns.Capabilities] = netns.probe
 
     # protocol ------------------------------------------------------------------
     def unavailable(self) -> str | None:
@@ -135,7 +145,7 @@ class NetnsFault:
 
     def inject(self, record: ActiveFault) -> Mapping[str, Any]:
         netns.check_fault_id(record.fault_id)
-        with open_pinned(self.docker, record) as ns:
+        with self.opener(self.docker, record) as ns:
             facts = self._apply(ns, record)
             facts["netns_inode"] = ns.inode
             return facts
@@ -143,7 +153,7 @@ class NetnsFault:
     def heal(self, record: ActiveFault) -> HealOutcome:
         netns.check_fault_id(record.fault_id)
         try:
-            handle = open_pinned(self.docker, record)
+            handle = self.opener(self.docker, record)
         except TargetGone:
             return HealOutcome(True, "gone", f"{record.target_name} no longer exists")
         except IdentityChanged as exc:
