@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from agent.adapters.docker_engine import DockerEngine
-from agent.adapters.netns import normalize_save, tc_handle
+from agent.adapters.netns import tc_handle
 from agent.config import parse_toml_text
 from agent.engine import Engine
 from agent.errors import NotEligible, Unsupported
@@ -34,7 +34,7 @@ from agent.one_off import inject_now
 from agent.swarm import SwarmCluster
 from agent.wiring import build_engine
 from tests.conftest import AGENT_IMAGE, SESSION, TEST_LABEL, WEB_IMAGE, need, run_cli, wait_for
-from tests.swarm_nodes import NODE_IMAGE, SwarmNodes
+from tests.swarm_nodes import NODE_IMAGE, SwarmNodes, netns_view
 
 pytestmark = pytest.mark.docker
 
@@ -320,31 +320,6 @@ try:
 except OSError:
     sys.exit(1)
 """
-
-
-def host_pid_of(container_id: str) -> int:
-    """The task's process as this (outer) machine sees it: found by its cgroup, so the
-    check below is independent of Docker and of the agent's own route."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if f"/docker/{container_id}" in (entry / "cgroup").read_text():
-                return int(entry.name)
-        except OSError:
-            continue
-    raise AssertionError(f"no host process in the cgroup of {container_id[:12]}")
-
-
-def netns_view(container_id: str) -> str:
-    """iptables-save (normalized) and the root qdiscs inside the task's namespace."""
-    pid = host_pid_of(container_id)
-    out = []
-    for argv in (["iptables-save"], ["tc", "qdisc", "show"]):
-        done = subprocess.run(["nsenter", "-t", str(pid), "-n", *argv],
-                              capture_output=True, text=True, timeout=30, check=True)  # fmt: skip
-        out.append(normalize_save(done.stdout) if argv[0] == "iptables-save" else done.stdout)
-    return "".join(out)
 
 
 def http_from(swarm: SwarmNodes, peer: str, ip: str) -> bool:
