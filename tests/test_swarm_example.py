@@ -31,6 +31,10 @@ FAST = {
     'mean_interval = "20s"': 'mean_interval = "2s"',
     'min_gap = "10s"': 'min_gap = "1s"',
     'duration = "15s"': 'duration = "3s"',
+    # partition more often than the others: its test waits for one
+    'enabled = ["kill", "stop", "pause", "partition"]': (
+        'enabled = ["kill", "stop", "pause", "partition"]\nweights = { partition = 3 }'
+    ),
 }
 
 
