@@ -394,11 +394,15 @@ def test_a_nodes_whole_agent_container_killed_mid_partition_is_healed_by_its_dea
         assert len(deadmen) == 1
         api.kill(agent, "SIGKILL")  # the whole agent container, mid-fault
         assert api.inspect_container(agent)["State"]["ExitCode"] == 137
-        wait_for(lambda: "CHAOS-" not in netns_view(victim), timeout=60, interval=0.5)
-        text = read_from(api, agent, "/var/lib/chaos-agent/journal.jsonl")
-        events = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
-        healed = [e for e in events if e["event"] == "watchdog"]
-        assert healed and healed[0]["how"] == "healed", events[-5:]
+
+        def watchdog() -> dict[str, Any] | None:
+            text = read_from(api, agent, "/var/lib/chaos-agent/journal.jsonl")
+            events = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+            return next((e for e in events if e["event"] == "watchdog"), None)
+
+        healed = wait_for(watchdog, timeout=60, interval=0.5)  # journaled after the heal
+        assert healed["how"] == "healed" and healed["fault_id"] == inject["fault_id"], healed
+        assert "CHAOS-" not in netns_view(victim)
         # nothing left: the dead-man removes itself, helpers are gone
         wait_for(lambda: not api.containers(all=True, filters={"label": LABEL_DEADMAN}),
                  timeout=60, interval=0.5)  # fmt: skip
