@@ -332,3 +332,43 @@ def test_the_helper_container_has_only_the_network_capabilities_and_goes_away() 
     assert "Privileged" not in host and "PidMode" not in host and "Binds" not in host
     assert spec["Entrypoint"] == ["sleep"] and int(spec["Cmd"][0]) > 0  # bounded life
     assert spec["Labels"] == {"chaos.agent": "true", "chaos.netns-helper": "0123456789ab"}
+
+
+class _Cluster:
+    def __init__(self, active: bool) -> None:
+        self._active = active
+
+    def active(self) -> bool:
+        return self._active
+
+
+@pytest.mark.parametrize(
+    ("swarm", "local", "pinned", "route"),
+    [
+        (False, True, "ok", "nsenter"),  # outside Swarm: always nsenter
+        (False, False, "refused", "refused"),  # ... and its refusal stands
+        (True, True, "ok", "nsenter"),  # a Swarm node, agent with pid: host, its PID
+        (True, True, "refused", "helper"),  # the PID is not the task's process here
+        (True, False, "ok", "helper"),  # a global service: no pid: host, no capabilities
+    ],
+)
+def test_the_namespace_route_nsenter_where_it_can_else_a_helper_on_swarm(
+    monkeypatch: pytest.MonkeyPatch, swarm: bool, local: bool, pinned: str, route: str
+) -> None:
+    from agent.errors import Unsupported
+    from agent.faults import swarm as swarm_faults
+
+    def open_pinned(_docker: Any, _record: Any) -> str:
+        if pinned == "refused":
+            raise Unsupported("host PID 7 is not the container's process here")
+        return "nsenter"
+
+    monkeypatch.setattr(swarm_faults, "open_pinned", open_pinned)
+    monkeypatch.setattr(swarm_faults, "open_via_helper", lambda _d, _r: "helper")
+    chooser = swarm_faults.NetnsRoute(docker=None, cluster=_Cluster(swarm))  # type: ignore[arg-type]
+    chooser._local = local
+    if route == "refused":
+        with pytest.raises(Unsupported):
+            chooser.open(None, None)  # type: ignore[arg-type]
+    else:
+        assert chooser.open(None, None) == route  # type: ignore[arg-type]
