@@ -21,12 +21,17 @@ from typing import Any
 import pytest
 
 from agent.adapters.docker_engine import DockerEngine
-from agent.adapters.netns import tc_handle
+from agent.adapters.netns import probe, tc_handle
 from agent.config import parse_toml_text
 from agent.engine import Engine
 from agent.errors import NotEligible, Unsupported
 from agent.faults.network.common import open_pinned
-from agent.faults.network.helper import IMAGE_ENV, STALE_AFTER_S, remove_stale_helpers
+from agent.faults.network.helper import (
+    IMAGE_ENV,
+    STALE_AFTER_S,
+    helper_capabilities,
+    remove_stale_helpers,
+)
 from agent.faults.network.sweep import open_current_pinned
 from agent.faults.swarm import NetnsRoute
 from agent.model import LABEL_NETNS_HELPER, ActiveFault
@@ -475,3 +480,20 @@ def test_outside_swarm_a_pid_from_a_remote_engine_is_never_entered(
         api.remove_container(plain["Id"], force=True)
         api.close()
         docker.close()
+
+
+def test_the_kernels_features_are_probed_in_a_helper(
+    swarm: SwarmNodes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What an agent without capabilities learns about the node's kernel: the same
+    probe as nsenter's, run in a helper with a namespace of its own, then removed."""
+    monkeypatch.setenv(IMAGE_ENV, AGENT_IMAGE)
+    docker = DockerEngine(base_url=swarm.url(0))
+    try:
+        caps = helper_capabilities(docker)
+    finally:
+        docker.close()
+    assert caps.iptables is None and caps.statistic is None and caps.tbf is None, caps
+    local = probe()  # the same kernel, seen from here
+    assert (caps.netem is None) == (local.netem is None), (caps.netem, local.netem)
+    assert not helpers_on(swarm)
