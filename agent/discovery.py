@@ -16,7 +16,7 @@ from agent.adapters import hostpid
 from agent.adapters.docker_engine import DockerEngine, target_from_list_entry
 from agent.config import Config
 from agent.errors import DockerUnavailable, NotEligible, TargetGone
-from agent.model import NETWORK_FAULTS, Identity, Target
+from agent.model import LABEL_NETNS_HELPER, NETWORK_FAULTS, Identity, Target
 from agent.swarm import SwarmCluster, targets_from_snapshot
 
 # the faults whose refusal reads a target's namespace sharers (disconnect acts on the
@@ -73,7 +73,7 @@ def netns_refs(entries: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
     for entry in entries:
         mode = str((entry.get("HostConfig") or {}).get("NetworkMode", ""))
         ref = mode.split(":", 1)[1] if mode.startswith("container:") else ""
-        if ref:
+        if ref and LABEL_NETNS_HELPER not in (entry.get("Labels") or {}):  # not our helper
             names = entry.get("Names") or [str(entry.get("Id", ""))[:12]]
             refs.append((ref, str(names[0]).lstrip("/")))
     return refs

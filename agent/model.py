@@ -16,6 +16,7 @@ LABEL_GROUP = "chaos.group"  # explicit replica group name
 LABEL_PROTECT = "chaos.protect"  # "true": never touched
 LABEL_FAULTS = "chaos.faults"  # comma list of allowed faults, e.g. "kill,pause"
 LABEL_AGENT = "chaos.agent"  # set on the agent's own image/container: never a target
+LABEL_NETNS_HELPER = "chaos.netns-helper"  # a short-lived container in a target's netns
 COMPOSE_PROJECT = "com.docker.compose.project"
 COMPOSE_SERVICE = "com.docker.compose.service"
 # set by the Swarm engine on every task container (they override user labels)

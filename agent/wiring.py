@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.adapters.docker_engine import DockerEngine, own_container_id
 from agent.adapters.docker_ports import DockerContainers
@@ -25,6 +25,9 @@ from agent.planner import timing_from_schedule
 from agent.selection import Policy, enabled_faults, policy_from_config
 from agent.swarm import SwarmCluster
 
+if TYPE_CHECKING:
+    from agent.faults.network.route import NetnsRoute
+
 __all__ = ["build_engine", "build_registry", "discover_all_containers", "make_leases"]
 
 
@@ -33,6 +36,7 @@ def build_registry(
     docker: DockerEngine,
     warn: Callable[[str], None] | None = None,
     cluster: SwarmCluster | None = None,
+    route: Callable[[], NetnsRoute] | None = None,
 ) -> FaultRegistry:
     """Container faults now; network and process faults (their modules, psutil) on first
     use. On a Swarm node, tasks get Swarm-correct heals and refusals (agent/faults/swarm.py)."""
@@ -41,7 +45,7 @@ def build_registry(
     def network() -> list[Fault]:
         from agent.faults.network import network_faults
 
-        return swarm_aware(network_faults(docker, config), docker, cluster)
+        return swarm_aware(network_faults(docker, config), docker, cluster, route and route())
 
     def process() -> list[Fault]:
         from agent.faults.process import process_faults
@@ -156,7 +160,17 @@ def build_engine(
 ) -> Engine:
     docker = docker or DockerEngine()
     cluster = SwarmCluster(docker)
-    registry = build_registry(config, docker, warn=log, cluster=cluster)
+    routes: list[NetnsRoute] = []
+
+    def route() -> NetnsRoute:
+        """How namespaces are entered, for faults and sweep alike (built on first use)."""
+        if not routes:
+            from agent.faults.network.route import NetnsRoute
+
+            routes.append(NetnsRoute(docker, cluster))
+        return routes[0]
+
+    registry = build_registry(config, docker, warn=log, cluster=cluster, route=route)
     # check only what may be chosen: the capability check costs subprocesses
     enabled = {(kind, name) for kind, names in enabled_faults(config).items() for name in names}
     unavailable = registry.unavailable(only=enabled)
@@ -190,14 +204,10 @@ def build_engine(
     if not dry_run:
 
         def sweep(owned: set[str]) -> list[str]:
-            try:
-                from agent.faults.network import sweep_network_leftovers
-            except ImportError:
-                return []
             # only the containers this agent may target: another agent's
             # live rules on other containers are not leftovers of ours
             mine = {t.id for t in discover_containers(config, docker, "")}
-            return sweep_network_leftovers(docker, owned, only=mine)
+            return route().sweep(owned, mine)
 
     runner = None
     if probes and config.probes:

@@ -3,7 +3,9 @@
 - discovery on a 3-node swarm: the agent's Swarm path (one local list call plus the
   manager's /services, /tasks, /nodes) vs one raw list call (the Compose path);
 - time until the service converged again after kill and after stop of a task on each
-  node, with Swarm's default restart delay (5 s) and with `delay: 0s`.
+  node, with Swarm's default restart delay (5 s) and with `delay: 0s`;
+- a partition on a task through a helper container in its namespace (the route of an
+  agent without `pid: host`, agent/faults/network/helper.py): inject and heal, per node.
 
 Standalone (boots its own nodes, removes them): `python -m benchmarks.bench_swarm`.
 About 2-3 minutes. Prints a Markdown table.
@@ -88,12 +90,52 @@ def converge_once(nodes: SwarmNodes, i: int, fault: str) -> float:
     return conv.at - since
 
 
+def helper_partition(nodes: SwarmNodes, i: int, rounds: int = 3) -> dict[str, list[float]]:
+    """Inject and heal of a partition through a helper container, on a task of node i
+    (the agent reaching the node's engine from outside its PID namespace)."""
+    import secrets
+
+    from agent.faults.network import Partition
+    from agent.faults.network.route import NetnsRoute
+    from agent.model import ActiveFault
+
+    docker = DockerEngine(base_url=nodes.url(i))
+    route = NetnsRoute(docker, SwarmCluster(docker, manager=DockerEngine(base_url=nodes.url(0))))
+    fault = Partition(docker)
+    fault.opener, fault.caps = route.open, route.caps
+    out: dict[str, list[float]] = {"inject": [], "heal": []}
+    try:
+        for _ in range(rounds):
+            entry = next(
+                e
+                for e in docker.list_containers("com.docker.swarm.service.name=bench_web")
+                if e["State"] == "running"
+            )
+            info = docker.inspect(entry["Id"])
+            now = time.time()
+            record = ActiveFault(
+                fault_id=secrets.token_hex(6), fault="partition", target_kind="container",
+                target_id=info["Id"], target_name=entry["Names"][0].lstrip("/"), group="bench/web",
+                injected_at=now, deadline=now + 60, started_at=info["State"]["StartedAt"],
+            )  # fmt: skip
+            t0 = time.perf_counter()
+            fault.inject(record)
+            out["inject"].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            outcome = fault.heal(record)
+            out["heal"].append(time.perf_counter() - t0)
+            assert outcome.how == "healed", outcome
+    finally:
+        docker.close()
+    return out
+
+
 def measure(delay: str) -> dict[str, Any]:
     nodes = SwarmNodes(f"bench-swarm-{uuid.uuid4().hex[:6]}", 3, ("chaos.bench", "swarm"))
     out: dict[str, Any] = {}
     try:
         t0 = time.monotonic()
-        nodes.start(["chaos-web:latest"])
+        nodes.start(["chaos-web:latest", "chaos-agent:latest"])  # the agent's: helpers
         out["boot+load+join s"] = time.monotonic() - t0
         with tempfile.TemporaryDirectory() as tmp:
             stack = Path(tmp) / "stack.yml"
@@ -104,6 +146,11 @@ def measure(delay: str) -> dict[str, Any]:
             out["deploy s"] = time.monotonic() - t0
         if delay == "5s":
             out["discovery"] = discovery(nodes)
+            for i in range(3):
+                found = helper_partition(nodes, i)
+                out[f"partition through a helper, node-{i + 1}"] = {
+                    f"node-{i + 1} partition {step} (helper)": v for step, v in found.items()
+                }
         for i in range(3):
             for fault in ("kill", "stop"):
                 nodes.wait_running("bench_web", 6, timeout=180)

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from agent.adapters.netns import normalize_save
+
 NODE_IMAGE = "chaos-swarmnode:latest"
 NODE_FLAGS = [
     "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
@@ -40,11 +42,13 @@ def _run(args: Sequence[str], *, timeout: float = 120, check: bool = True) -> st
 
 class SwarmNodes:
     """`count` engines in containers; node 0 inits the swarm, the others join as
-    managers (so every node's agent can read the cluster, as in a 3-manager swarm)."""
+    managers (so every node's agent can read the cluster, as in a 3-manager swarm),
+    except the last `workers` nodes, which join as workers."""
 
-    def __init__(self, prefix: str, count: int, label: tuple[str, str]) -> None:
+    def __init__(self, prefix: str, count: int, label: tuple[str, str], workers: int = 0) -> None:
         self.prefix = prefix
         self.count = count
+        self.workers = workers
         self.label = f"{label[0]}={label[1]}"
         self.names = [f"{prefix}-n{i + 1}" for i in range(count)]
         self.folder = Path(tempfile.mkdtemp(prefix=f"{prefix}-"))
@@ -89,9 +93,12 @@ class SwarmNodes:
         tar.unlink()
         addr = self.address(0)
         self.cli(0, "swarm", "init", "--advertise-addr", addr)
-        token = self.cli(0, "swarm", "join-token", "-q", "manager")
+        tokens = {
+            role: self.cli(0, "swarm", "join-token", "-q", role) for role in ("manager", "worker")
+        }
         for i in range(1, self.count):
-            self.cli(i, "swarm", "join", "--token", token, f"{addr}:2377")
+            role = "worker" if i >= self.count - self.workers else "manager"
+            self.cli(i, "swarm", "join", "--token", tokens[role], f"{addr}:2377")
         return self
 
     def _wait_engine(self, i: int, timeout: float = 120) -> None:
@@ -181,3 +188,28 @@ class SwarmNodes:
                 time.sleep(0.3)
         finally:
             api.close()
+
+
+def host_pid_of(container_id: str) -> int:
+    """A nested container's process as this (outer) machine sees it, found by its cgroup:
+    checks through it are independent of Docker and of the agent's own route."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if f"/docker/{container_id}" in (entry / "cgroup").read_text():
+                return int(entry.name)
+        except OSError:
+            continue
+    raise AssertionError(f"no host process in the cgroup of {container_id[:12]}")
+
+
+def netns_view(container_id: str) -> str:
+    """iptables-save (normalized) and the root qdiscs inside the task's namespace."""
+    pid = host_pid_of(container_id)
+    out = []
+    for argv in (["iptables-save"], ["tc", "qdisc", "show"]):
+        done = subprocess.run(["nsenter", "-t", str(pid), "-n", *argv],
+                              capture_output=True, text=True, timeout=30, check=True)  # fmt: skip
+        out.append(normalize_save(done.stdout) if argv[0] == "iptables-save" else done.stdout)
+    return "".join(out)

@@ -12,6 +12,7 @@ swarm with agents on every node is in test_swarm_fleet.py (slow).
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,13 +21,25 @@ from typing import Any
 import pytest
 
 from agent.adapters.docker_engine import DockerEngine
+from agent.adapters.netns import capabilities, tc_handle
 from agent.config import parse_toml_text
 from agent.engine import Engine
 from agent.errors import NotEligible, Unsupported
+from agent.faults.network.common import open_pinned
+from agent.faults.network.helper import (
+    IMAGE_ENV,
+    STALE_AFTER_S,
+    helper_capabilities,
+    remove_stale_helpers,
+)
+from agent.faults.network.route import NetnsRoute
+from agent.faults.network.sweep import open_current_pinned
+from agent.model import LABEL_NETNS_HELPER, ActiveFault
 from agent.one_off import inject_now
+from agent.swarm import SwarmCluster
 from agent.wiring import build_engine
-from tests.conftest import SESSION, TEST_LABEL, WEB_IMAGE, need, run_cli, wait_for
-from tests.swarm_nodes import NODE_IMAGE, SwarmNodes
+from tests.conftest import AGENT_IMAGE, SESSION, TEST_LABEL, WEB_IMAGE, need, run_cli, wait_for
+from tests.swarm_nodes import NODE_IMAGE, SwarmNodes, netns_view
 
 pytestmark = pytest.mark.docker
 
@@ -60,14 +73,14 @@ services:
 
 
 @pytest.fixture(scope="module")
-def swarm(docker_api: Any, web_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SwarmNodes]:  # fmt: skip
+def swarm(docker_api: Any, web_image: str, agent_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SwarmNodes]:  # fmt: skip
     try:
         docker_api.inspect_image(NODE_IMAGE)
     except Exception:  # noqa: BLE001
         need(False, f"image {NODE_IMAGE} (scripts/build-images.sh swarmnode)")
     nodes = SwarmNodes(f"swarm1-{SESSION}", 1, (TEST_LABEL, SESSION))
     try:
-        nodes.start([web_image])
+        nodes.start([web_image, agent_image])  # the agent's image: namespace helpers
         stack = tmp_path_factory.mktemp("stack") / "stack.yml"
         stack.write_text(STACK_FILE.format(image=WEB_IMAGE))
         nodes.deploy(STACK, stack)
@@ -92,29 +105,6 @@ duration = "1s"
 [faults]
 enabled = ["kill", "stop", "pause", "restart"]
 """
-
-
-def test_network_fault_refused_when_the_tasks_pid_is_not_ours(
-    swarm: SwarmNodes, tmp_path: Path
-) -> None:
-    """The agent on this host reaches the node's engine from outside the node's PID
-    namespace: the task's PID means nothing here, so `partition` is refused (never an
-    nsenter into whatever local process has that number)."""
-    text = config_text(tmp_path / "state").replace('"restart"]', '"restart", "partition"]')
-    config = parse_toml_text(text, source="test")
-    docker = DockerEngine(base_url=swarm.url(0))
-    eng = build_engine(config, docker=docker, probes=False)
-    try:
-        wait_for(lambda: converged(swarm, f"{STACK}_web", 3), timeout=90, interval=0.3)
-        web = local_member(eng, f"{STACK}/web")
-        with pytest.raises(Unsupported, match="is not its process here"):
-            inject_now(eng, "partition", web.name, 1.0, force=True)
-        assert not eng.active
-        events = [e["event"] for e in journal(eng)]
-        assert "inject" not in events and "inject_failed" in events
-    finally:
-        eng.heal_all("test end")
-        docker.close()
 
 
 @pytest.fixture
@@ -321,3 +311,189 @@ def test_agent_run_against_the_swarm_reports_convergence(swarm: SwarmNodes, tmp_
         assert "CONVERGED IN" in table.stdout
     wait_for(lambda: converged(swarm, f"{STACK}_web", 3), timeout=90, interval=0.3)
     wait_for(lambda: converged(swarm, f"{STACK}_once", 2), timeout=90, interval=0.3)
+
+
+# --- network faults on tasks: through a helper container in the task's namespace ----------
+
+TCP_SCRIPT = """
+import socket, sys
+s = socket.socket(); s.settimeout(1.5)
+try:
+    s.connect((sys.argv[1], 8080))
+    s.sendall(b"GET / HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n")
+    sys.exit(0 if s.recv(200).startswith(b"HTTP/1.1 200") else 3)
+except OSError:
+    sys.exit(1)
+"""
+
+
+def http_from(swarm: SwarmNodes, peer: str, ip: str) -> bool:
+    done = subprocess.run(
+        ["docker", "-H", swarm.url(0), "exec", peer, "python3", "-c", TCP_SCRIPT, ip],
+        capture_output=True, timeout=30,
+    )  # fmt: skip
+    return done.returncode == 0
+
+
+def overlay_ip(swarm: SwarmNodes, container_id: str) -> str:
+    api = swarm.api(0)
+    try:
+        nets = api.inspect_container(container_id)["NetworkSettings"]["Networks"]
+    finally:
+        api.close()
+    return str(nets[f"{STACK}_default"]["IPAddress"])
+
+
+def helpers_on(swarm: SwarmNodes) -> list[str]:
+    api = swarm.api(0)
+    try:
+        found = api.containers(all=True, filters={"label": LABEL_NETNS_HELPER})
+    finally:
+        api.close()
+    return [c["Id"] for c in found]
+
+
+@pytest.fixture
+def net_engine(swarm: SwarmNodes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:  # fmt: skip
+    monkeypatch.setenv(IMAGE_ENV, AGENT_IMAGE)  # the image loaded into the node
+    text = config_text(tmp_path / "state").replace(
+        '["kill", "stop", "pause", "restart"]', '["partition", "loss", "bandwidth"]'
+    )
+    docker = DockerEngine(base_url=swarm.url(0))
+    eng = build_engine(parse_toml_text(text, source="test"), docker=docker, probes=False)
+    yield eng
+    eng.heal_all("test end", passes=3)
+    docker.close()
+
+
+@pytest.mark.parametrize("fault", ["partition", "loss", "bandwidth"])
+def test_network_fault_on_a_task_enters_its_namespace_through_a_helper(
+    net_engine: Engine, swarm: SwarmNodes, fault: str
+) -> None:
+    """The agent reaches the node's engine from outside the node's PID namespace (as a
+    global service without pid: host would): the rules land in the task's own namespace
+    through a helper container, traffic is cut, and heal leaves the namespace as it was;
+    no helper container is left at any point between operations."""
+    wait_for(lambda: converged(swarm, f"{STACK}_web", 3), timeout=90, interval=0.3)
+    web = [v.target for v in net_engine.evaluate() if v.target.group == f"{STACK}/web"]
+    victim, peer = web[0], web[1]
+    ip = overlay_ip(swarm, victim.id)
+    before = netns_view(victim.id)
+    assert "CHAOS-" not in before and http_from(swarm, peer.id, ip)
+    record = inject_now(net_engine, fault, victim.name, 2.0, force=True)
+    assert not helpers_on(swarm)
+    during = netns_view(victim.id)
+    if fault == "bandwidth":
+        assert f"qdisc tbf {tc_handle(record.fault_id)} dev eth0 root" in during
+    else:
+        assert f"CHAOS-{record.fault_id}-in" in during and "chaos-agent:" in during
+    if fault == "partition":
+        assert not http_from(swarm, peer.id, ip)
+    heal_when_due(net_engine)
+    healed = next(e for e in journal(net_engine) if e["event"] == "heal")
+    assert healed["fault"] == fault and healed["how"] == "healed"
+    assert netns_view(victim.id) == before
+    assert http_from(swarm, peer.id, ip)
+    assert not helpers_on(swarm)
+
+
+def test_a_replaced_task_is_left_alone_and_the_sweep_finds_leftovers_through_helpers(
+    net_engine: Engine, swarm: SwarmNodes
+) -> None:
+    wait_for(lambda: converged(swarm, f"{STACK}_web", 3), timeout=90, interval=0.3)
+    web = [v.target for v in net_engine.evaluate() if v.target.group == f"{STACK}/web"]
+    docker = DockerEngine(base_url=swarm.url(0))
+    try:
+        # an agent that died mid-fault: rules no ledger owns, found by the start-up sweep
+        before = netns_view(web[0].id)
+        orphan = inject_now(net_engine, "partition", web[0].name, 60.0, force=True)
+        route = NetnsRoute(docker, SwarmCluster(docker))
+        removed = route.sweep(set(), {web[0].id})  # as if no ledger record owned it
+        assert any(f"CHAOS-{orphan.fault_id}" in r for r in removed), removed
+        after = netns_view(web[0].id)  # (iptables-nft's empty filter table may stay)
+        assert "CHAOS-" not in after and "chaos-agent:" not in after and not helpers_on(swarm)
+        assert after.split("*nat")[1] == before.split("*nat")[1]  # Docker's DNS rules intact
+        # a task killed mid-fault is replaced by a new container: heal touches nothing
+        record = inject_now(net_engine, "loss", web[1].name, 60.0, force=True)
+        api = swarm.api(0)
+        api.kill(web[1].id, "SIGKILL")
+        api.close()
+        outcome = net_engine.fault_for("container", "loss").heal(record)
+        assert outcome.healed and outcome.how in ("environment", "gone"), outcome
+        assert not helpers_on(swarm)
+        # a helper left by an agent killed during an inject or heal: removed when stale
+        api = swarm.api(0)
+        stale = api.create_container(AGENT_IMAGE, entrypoint=["sleep"], command=["300"],
+                                     labels={LABEL_NETNS_HELPER: "0123456789ab"})  # fmt: skip
+        api.start(stale["Id"])
+        api.close()
+        assert remove_stale_helpers(docker) == []  # young: an operation may be running
+        gone = remove_stale_helpers(docker, now=time.time() + STALE_AFTER_S + 5)
+        assert len(gone) == 1 and not helpers_on(swarm)
+    finally:
+        for cid in helpers_on(swarm):
+            docker.remove(cid)
+        docker.close()
+    wait_for(lambda: converged(swarm, f"{STACK}_web", 3), timeout=90, interval=0.3)
+
+
+class PidCoincidence(DockerEngine):
+    """The node's engine, whose PIDs live in the node's PID namespace, with one twist:
+    the number it reports for a container is also a live process here (the node
+    container's own init, in another container's cgroup). That is the coincidence an
+    agent pointed at a remote engine meets sooner or later; it is made certain here."""
+
+    def __init__(self, base_url: str, local_pid: int) -> None:
+        super().__init__(base_url=base_url)
+        self.local_pid = local_pid
+
+    def inspect(self, container: str) -> dict[str, Any]:
+        info = super().inspect(container)
+        info["State"]["Pid"] = self.local_pid
+        return info
+
+
+def test_outside_swarm_a_pid_from_a_remote_engine_is_never_entered(
+    swarm: SwarmNodes, docker_api: Any
+) -> None:
+    """An agent pointed at another machine's engine gets PIDs that may name unrelated
+    local processes: the nsenter route refuses them by identity (cgroup, start time),
+    not only because `/proc/PID` exists."""
+    api = swarm.api(0)
+    plain = api.create_container(WEB_IMAGE, labels={TEST_LABEL: SESSION})
+    api.start(plain["Id"])
+    local_pid = int(docker_api.inspect_container(swarm.names[0])["State"]["Pid"])
+    docker = PidCoincidence(swarm.url(0), local_pid)
+    try:
+        info = docker.inspect(plain["Id"])
+        record = ActiveFault(
+            fault_id="0123456789ab", fault="partition", target_kind="container",
+            target_id=info["Id"], target_name="plain", group="plain",
+            injected_at=time.time(), deadline=time.time() + 5,
+            started_at=info["State"]["StartedAt"],
+        )  # fmt: skip
+        assert Path(f"/proc/{local_pid}/ns/net").exists()  # the old check would enter it
+        with pytest.raises(Unsupported, match="not the container's process here"):
+            open_pinned(docker, record)
+        assert open_current_pinned(docker, info["Id"]) is None  # nor the start-up sweep
+    finally:
+        api.remove_container(plain["Id"], force=True)
+        api.close()
+        docker.close()
+
+
+def test_the_kernels_features_are_probed_in_a_helper(
+    swarm: SwarmNodes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What an agent without capabilities learns about the node's kernel: the same
+    probe as nsenter's, run in a helper with a namespace of its own, then removed."""
+    monkeypatch.setenv(IMAGE_ENV, AGENT_IMAGE)
+    docker = DockerEngine(base_url=swarm.url(0))
+    try:
+        caps = helper_capabilities(docker)
+    finally:
+        docker.close()
+    assert caps.iptables is None and caps.statistic is None and caps.tbf is None, caps
+    local = capabilities()  # the same kernel, seen from here
+    assert (caps.netem is None) == (local.netem is None), (caps.netem, local.netem)
+    assert not helpers_on(swarm)

@@ -31,6 +31,10 @@ FAST = {
     'mean_interval = "20s"': 'mean_interval = "2s"',
     'min_gap = "10s"': 'min_gap = "1s"',
     'duration = "15s"': 'duration = "3s"',
+    # partition more often than the others: its test waits for one
+    'enabled = ["kill", "stop", "pause", "partition"]': (
+        'enabled = ["kill", "stop", "pause", "partition"]\nweights = { partition = 3 }'
+    ),
 }
 
 
@@ -124,3 +128,23 @@ def test_the_global_agent_faults_tasks_and_reports_convergence(example: SwarmNod
     # the probe reached the site through the balancer by its service name (dnsrr)
     probes = [e for e in events if e["event"] == "probe"]
     assert any(e.get("ok") for e in probes), probes[-3:]
+
+
+def test_the_global_agent_partitions_a_task_through_a_helper_and_heals_it(
+    example: SwarmNodes,
+) -> None:
+    """The agent as a global service has no pid: host and no capabilities: its partition
+    runs iptables in a helper container the node's engine puts in the task's namespace."""
+
+    def partitioned() -> dict[str, Any] | None:
+        return next(
+            (
+                e
+                for e in agent_journal(example)
+                if e["event"] == "heal" and e["fault"] == "partition"
+            ),
+            None,
+        )
+
+    heal = wait_for(partitioned, timeout=240, interval=2)
+    assert heal["how"] == "healed" and f"CHAOS-{heal['fault_id']}-in" in heal["detail"]

@@ -1,6 +1,7 @@
-"""A three-node swarm on one machine (three Docker engines in containers, all managers),
-one agent per node (each reaching only its node's engine), one coordinator behind a real
-sshd with max_concurrent = 1 fleet-wide:
+"""A three-node swarm on one machine (three Docker engines in containers: two managers and
+a worker), one agent per node (each reaching only its node's engine; the worker's reads
+the cluster through CHAOS_SWARM_MANAGER and faults only its own node's tasks), one
+coordinator behind a real sshd with max_concurrent = 1 fleet-wide:
 
 - the union of the three engines' event streams never shows two faulted tasks at once
   (a fault lasts from the agent's pause/kill/stop until the unpause, or until Swarm
@@ -10,15 +11,22 @@ sshd with max_concurrent = 1 fleet-wide:
   coordinator's lease expires so the others continue;
 - each agent's report gives the time to converge per kill/stop.
 
-Slow (about 2-3 minutes): `pytest -m slow tests/test_swarm_fleet.py`.
+And the agent as a container on a node (no pid: host, no capabilities) killed whole
+(`docker kill`) mid-partition: its container dead-man, a sibling container in the node's
+engine, removes the rules at the deadline through a namespace helper of its own.
+
+Slow (about 4-5 minutes): `pytest -m slow tests/test_swarm_fleet.py`. The agent image
+(CHAOS_TEST_AGENT_IMAGE, default chaos-agent:latest) must be built from this checkout.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
 import subprocess
+import tarfile
 import threading
 import time
 from collections.abc import Iterator
@@ -27,9 +35,12 @@ from typing import Any
 
 import pytest
 
+from agent.deadman import LABEL_DEADMAN
+from agent.model import LABEL_NETNS_HELPER
+from agent.swarm import MANAGER_ENV
 from tests.conftest import SESSION, TEST_LABEL, WEB_IMAGE, need, run_cli, start_agent, wait_for
 from tests.coordinator_sshd import SshdServer, sshd_available
-from tests.swarm_nodes import NODE_IMAGE, SwarmNodes
+from tests.swarm_nodes import NODE_IMAGE, SwarmNodes, netns_view
 
 pytestmark = [pytest.mark.docker, pytest.mark.sshd, pytest.mark.slow]
 
@@ -60,14 +71,15 @@ POLICY = (
 
 
 @pytest.fixture(scope="module")
-def swarm3(docker_api: Any, web_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SwarmNodes]:  # fmt: skip
+def swarm3(docker_api: Any, web_image: str, agent_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SwarmNodes]:  # fmt: skip
     try:
         docker_api.inspect_image(NODE_IMAGE)
     except Exception:  # noqa: BLE001
         need(False, f"image {NODE_IMAGE} (scripts/build-images.sh swarmnode)")
-    nodes = SwarmNodes(f"swarm3-{SESSION}", 3, (TEST_LABEL, SESSION))
+    # node-3 is a worker: its agent reads the cluster through CHAOS_SWARM_MANAGER
+    nodes = SwarmNodes(f"swarm3-{SESSION}", 3, (TEST_LABEL, SESSION), workers=1)
     try:
-        nodes.start([web_image])
+        nodes.start([web_image, agent_image])
         stack = tmp_path_factory.mktemp("stack") / "stack.yml"
         stack.write_text(STACK_FILE.format(image=WEB_IMAGE))
         nodes.deploy(STACK, stack)
@@ -194,6 +206,17 @@ def journal(tmp: Path, host: str) -> list[dict[str, Any]]:
 def test_three_nodes_one_fault_at_a_time_fleet_wide(
     swarm3: SwarmNodes, coordinator: SshdServer, tmp_path: Path
 ) -> None:
+    # the worker's agent discovers through the manager, and only with it
+    cfg3 = agent_config(tmp_path, coordinator, "node-3", '"pause"')
+    alone = run_cli("targets", "--config", str(cfg3), env={"DOCKER_HOST": swarm3.url(2)})
+    assert alone.returncode != 0 and MANAGER_ENV in alone.stdout + alone.stderr
+    seen = run_cli(
+        "targets", "--config", str(cfg3), "--json",
+        env={"DOCKER_HOST": swarm3.url(2), MANAGER_ENV: swarm3.url(0)},
+    )  # fmt: skip
+    assert seen.returncode == 0, seen.stderr
+    web = [t for t in json.loads(seen.stdout)["targets"] if t["group"] == f"{STACK}/web"]
+    assert len(web) == 6 and sum("runs on node" in t["reason"] for t in web) == 4, web
     api = swarm3.api(0)
     per_node: dict[str, int] = {}
     for t in api.tasks(filters={"service": SERVICE, "desired-state": "running"}):
@@ -210,6 +233,8 @@ def test_three_nodes_one_fault_at_a_time_fleet_wide(
             faults = '"pause"' if host == "node-2" else '"kill", "stop", "pause"'
             cfg = agent_config(tmp_path, coordinator, host, faults)
             env = {"DOCKER_HOST": swarm3.url(i)}
+            if host == "node-3":  # a worker: only managers list services and tasks
+                env[MANAGER_ENV] = swarm3.url(0)
             procs.append(
                 start_agent(
                     "run",
@@ -269,6 +294,14 @@ def test_three_nodes_one_fault_at_a_time_fleet_wide(
             assert cid not in died, f"{cid[:12]} was started again after it died"
     # the service converged again, 2 per node
     wait_for(lambda: swarm3_running(swarm3) == 6, timeout=120, interval=0.5)
+    # the worker's agent faulted only tasks of its own node
+    worker = swarm3.api(2)
+    try:
+        local = {c["Id"] for c in worker.containers(all=True)}
+    finally:
+        worker.close()
+    mine = [e["container_id"] for e in journal(tmp_path, "node-3") if e["event"] == "inject"]
+    assert mine and set(mine) <= local, (mine, local)
     # each agent's report: kill/stop faults with their convergence time
     converged: list[float] = []
     for host in HOSTS:
@@ -292,3 +325,90 @@ def swarm3_running(nodes: SwarmNodes) -> int:
     finally:
         api.close()
     return sum(1 for t in tasks if t["Status"]["State"] == "running")
+
+
+DEADMAN_CONFIG = """
+[agent]
+state_dir = "/var/lib/chaos-agent"
+deadman = "container"
+[schedule]
+mean_interval = "1s"
+min_gap = "1s"
+first_after = "0s"
+duration = "12s"
+[faults]
+enabled = ["partition"]
+"""
+
+
+def read_from(api: Any, container: str, path: str) -> str:
+    """A file of a container, running or dead (the archive endpoint works on both);
+    "" while it does not exist yet."""
+    import docker
+
+    try:
+        stream, _ = api.get_archive(container, path)
+    except docker.errors.NotFound:
+        return ""
+    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+        member = tar.extractfile(tar.getmembers()[0])
+        return member.read().decode("utf-8", "replace") if member else ""
+
+
+def test_a_nodes_whole_agent_container_killed_mid_partition_is_healed_by_its_deadman(
+    swarm3: SwarmNodes, agent_image: str
+) -> None:
+    """The agent as a container on node-2 (no pid: host, no capabilities: its partition
+    runs through a helper container) arms a container dead-man through the node's
+    engine; `docker kill` of the whole agent container mid-fault, and the dead-man
+    removes the rules at the deadline, through a helper of its own."""
+    api = swarm3.api(1)
+    agent = api.create_container(
+        agent_image,
+        command=["run", "--config", "/var/lib/chaos-agent/agent.toml", "--no-live"],
+        labels={TEST_LABEL: SESSION},
+        host_config=api.create_host_config(binds=["/var/run/docker.sock:/var/run/docker.sock"]),
+    )["Id"]
+    try:
+        tar = io.BytesIO()
+        with tarfile.open(fileobj=tar, mode="w") as out:
+            data = DEADMAN_CONFIG.encode()
+            info = tarfile.TarInfo("agent.toml")
+            info.size = len(data)
+            out.addfile(info, io.BytesIO(data))
+        api.put_archive(agent, "/var/lib/chaos-agent", tar.getvalue())  # into its volume
+        api.start(agent)
+
+        def injected() -> dict[str, Any] | None:
+            if not api.inspect_container(agent)["State"]["Running"]:
+                logs = api.logs(agent, tail=30).decode("utf-8", "replace")
+                raise AssertionError(f"the agent container ended: {logs}")
+            text = read_from(api, agent, "/var/lib/chaos-agent/journal.jsonl")
+            events = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+            return next((e for e in events if e["event"] == "inject"), None)
+
+        inject = wait_for(injected, timeout=120, interval=1)
+        victim = inject["container_id"]
+        assert f"CHAOS-{inject['fault_id']}-in" in netns_view(victim)
+        deadmen = api.containers(filters={"label": LABEL_DEADMAN})
+        assert len(deadmen) == 1
+        api.kill(agent, "SIGKILL")  # the whole agent container, mid-fault
+        assert api.inspect_container(agent)["State"]["ExitCode"] == 137
+
+        def watchdog() -> dict[str, Any] | None:
+            text = read_from(api, agent, "/var/lib/chaos-agent/journal.jsonl")
+            events = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+            return next((e for e in events if e["event"] == "watchdog"), None)
+
+        healed = wait_for(watchdog, timeout=60, interval=0.5)  # journaled after the heal
+        assert healed["how"] == "healed" and healed["fault_id"] == inject["fault_id"], healed
+        assert "CHAOS-" not in netns_view(victim)
+        # nothing left: the dead-man removes itself, helpers are gone
+        wait_for(lambda: not api.containers(all=True, filters={"label": LABEL_DEADMAN}),
+                 timeout=60, interval=0.5)  # fmt: skip
+        assert not api.containers(all=True, filters={"label": LABEL_NETNS_HELPER})
+    finally:
+        for c in api.containers(all=True, filters={"label": LABEL_DEADMAN}):
+            api.remove_container(c["Id"], force=True)
+        api.remove_container(agent, force=True, v=True)
+        api.close()

@@ -9,6 +9,9 @@ from typing import Any
 
 import pytest
 
+from agent.adapters.hostpid import judge_identity
+from agent.faults.network.helper import helper_spec
+from agent.faults.network.route import NetnsRoute
 from agent.selection import Policy, evaluate, group_targets
 from agent.swarm import (
     convergence,
@@ -290,3 +293,84 @@ def test_the_report_shows_convergence_only_where_swarm_replaced_a_task() -> None
     assert "CONVERGED IN" in table
     assert any("kill" in line and "6.5s" in line for line in table.splitlines())
     assert "CONVERGED IN" not in render_table(build_report(events[2:]))
+
+
+# --- entering a namespace: whose process is a PID, and the helper container ----------
+
+TASK = "a" * 64
+NODE = "b" * 64
+STARTED = 1796551200.0
+
+
+@pytest.mark.parametrize(
+    ("cgroup", "created", "ours"),
+    [
+        (f"12:pids:/docker/{TASK}\n", None, True),  # cgroup v1, cgroupfs driver
+        (f"0::/system.slice/docker-{TASK}.scope\n", None, True),  # systemd driver
+        (f"0::/../libpod_parent/libpod-{TASK}\n", None, True),  # Podman, another cgroupns
+        # an engine nested in a container: its PID means a process of the outer machine
+        (f"12:pids:/docker/{NODE}/docker/{'c' * 64}\n", STARTED, False),
+        (f"12:pids:/docker/{NODE}\n", STARTED, False),  # another container, same start
+        ("0::/init.scope\n", STARTED - 3600, False),  # a host process, long before
+        ("0::/init.scope\n", STARTED - 1.0, True),  # no container named: the start time
+        ("", None, False),  # gone, nothing known
+    ],
+)
+def test_a_pid_is_the_containers_process_only_when_its_cgroup_or_start_says_so(
+    cgroup: str, created: float | None, ours: bool
+) -> None:
+    reason = judge_identity(4242, TASK, cgroup, created, STARTED)
+    assert (reason is None) is ours
+    if not ours:
+        assert reason is not None and "not the container's process here" in reason
+
+
+def test_the_helper_container_has_only_the_network_capabilities_and_goes_away() -> None:
+    spec = helper_spec("img:1", f"container:{TASK}", "0123456789ab")
+    host = spec["HostConfig"]
+    assert host["NetworkMode"] == f"container:{TASK}"
+    assert host["CapDrop"] == ["ALL"] and sorted(host["CapAdd"]) == ["NET_ADMIN", "NET_RAW"]
+    assert host["AutoRemove"] is True
+    assert "Privileged" not in host and "PidMode" not in host and "Binds" not in host
+    assert spec["Entrypoint"] == ["sleep"] and int(spec["Cmd"][0]) > 0  # bounded life
+    assert spec["Labels"] == {"chaos.agent": "true", "chaos.netns-helper": "0123456789ab"}
+
+
+class _Cluster:
+    def __init__(self, active: bool) -> None:
+        self._active = active
+
+    def active(self) -> bool:
+        return self._active
+
+
+@pytest.mark.parametrize(
+    ("swarm", "local", "pinned", "route"),
+    [
+        (False, True, "ok", "nsenter"),  # outside Swarm: always nsenter
+        (False, False, "refused", "refused"),  # ... and its refusal stands
+        (True, True, "ok", "nsenter"),  # a Swarm node, agent with pid: host, its PID
+        (True, True, "refused", "helper"),  # the PID is not the task's process here
+        (True, False, "ok", "helper"),  # a global service: no pid: host, no capabilities
+    ],
+)
+def test_the_namespace_route_nsenter_where_it_can_else_a_helper_on_swarm(
+    monkeypatch: pytest.MonkeyPatch, swarm: bool, local: bool, pinned: str, route: str
+) -> None:
+    from agent.errors import Unsupported
+    from agent.faults.network import route as swarm_faults
+
+    def open_pinned(_docker: Any, _record: Any) -> str:
+        if pinned == "refused":
+            raise Unsupported("host PID 7 is not the container's process here")
+        return "nsenter"
+
+    monkeypatch.setattr(swarm_faults, "open_pinned", open_pinned)
+    monkeypatch.setattr(swarm_faults, "open_via_helper", lambda _d, _r: "helper")
+    chooser = NetnsRoute(docker=None, cluster=_Cluster(swarm))  # type: ignore[arg-type]
+    chooser._local = local
+    if route == "refused":
+        with pytest.raises(Unsupported):
+            chooser.open(None, None)  # type: ignore[arg-type]
+    else:
+        assert chooser.open(None, None) == route  # type: ignore[arg-type]

@@ -16,7 +16,7 @@ import os
 import re
 import socket
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from agent import model
@@ -413,6 +413,41 @@ class DockerEngine:
             return cid
 
         return self._call("run", create_and_start, name)
+
+    def run_helper(self, spec: dict[str, Any], about: str) -> str:
+        """Create and start an unnamed helper container (e.g. one joining `about`'s network
+        namespace); its id. A helper that was created but failed to start is removed.
+        A 404 naming `about` is TargetGone; a missing image is FaultFailed."""
+        api = self.api
+
+        def create_and_start() -> str:
+            created = api.post(api._url("/containers/create"), json=spec)
+            api._raise_for_status(created)
+            cid = str(created.json()["Id"])
+            try:
+                api.start(cid)
+            except BaseException:
+                api.remove_container(cid, force=True)
+                raise
+            return cid
+
+        return self._call("run helper for", create_and_start, about)
+
+    def exec_run(self, container: str, argv: Sequence[str]) -> tuple[int, str, str]:
+        """Run argv (a list, never a shell) in a running container: (exit code, out, err)."""
+
+        def run() -> tuple[int, str, str]:
+            made = self.api.exec_create(container, list(argv), stdout=True, stderr=True)
+            out = self.api.exec_start(made["Id"], demux=True)
+            code = self.api.exec_inspect(made["Id"]).get("ExitCode")
+            stdout, stderr = out if isinstance(out, tuple) else (out, b"")
+            return (
+                int(code) if code is not None else -1,
+                (stdout or b"").decode("utf-8", errors="replace"),
+                (stderr or b"").decode("utf-8", errors="replace"),
+            )
+
+        return self._call("exec in", run, container)
 
     def remove(self, container: str) -> None:
         self._call("rm", lambda: self.api.remove_container(container, force=True), container)

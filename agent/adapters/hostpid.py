@@ -8,6 +8,7 @@ Signalling through a pidfd means the process we checked is the one we hit.
 from __future__ import annotations
 
 import os
+import re
 import signal
 from functools import lru_cache
 
@@ -69,3 +70,45 @@ def signal_container_process(pid: int, started_at: float, signal_name: str) -> N
             raise Unsupported(f"not permitted to signal host PID {pid} (needs root)") from None
     finally:
         os.close(pidfd)
+
+
+_CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
+
+
+def judge_identity(
+    pid: int, container_id: str, cgroup: str, created: float | None, started_at: float
+) -> str | None:
+    """None if host PID `pid` is the container's process, else why not (pure).
+
+    The cgroup names the container (docker/<id>, docker-<id>.scope, libpod-<id>): that
+    decides. A cgroup naming another container (an engine nested in a container: its
+    tasks sit under /docker/<node>/docker/<task>) is foreign. Only when the cgroup names
+    no container at all does the process's create time decide, as for host-PID kills.
+    """
+    if container_id and container_id in cgroup:
+        return None
+    if (
+        not _CONTAINER_ID.search(cgroup)
+        and created is not None
+        and started_at > 0
+        and started_at - _TOLERANCE_BEFORE <= created <= started_at + _TOLERANCE_AFTER
+    ):
+        return None
+    return (
+        f"host PID {pid} is not the container's process here (the Docker engine is remote "
+        "or in another PID namespace): its namespace is not entered"
+    )
+
+
+def identity_reason(pid: int, container_id: str, started_at: float) -> str | None:
+    """`judge_identity` over /proc/<pid>: None if it is the container's process here."""
+    try:
+        with open(f"/proc/{pid}/cgroup", encoding="utf-8", errors="replace") as fh:
+            cgroup = fh.read()
+    except OSError:
+        cgroup = ""
+    try:
+        created: float | None = process_create_time(pid)
+    except (TargetGone, OSError, ValueError, IndexError):
+        created = None
+    return judge_identity(pid, container_id, cgroup, created, started_at)

@@ -26,7 +26,7 @@ import re
 import shlex
 import shutil
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -103,6 +103,18 @@ def _first_line(text: str) -> str:
     return ""
 
 
+def checked(
+    argv: Sequence[str], result: subprocess.CompletedProcess[str], where: str, *, check: bool
+) -> subprocess.CompletedProcess[str]:
+    """`result`, or FaultFailed naming the command when `check` and it exited non-zero."""
+    if check and result.returncode != 0:
+        raise FaultFailed(
+            f"{' '.join(shlex.quote(a) for a in argv)} in netns of {where}: "
+            f"{_first_line(result.stderr) or f'exit {result.returncode}'}"
+        )
+    return result
+
+
 class NetnsHandle:
     """A container's network namespace, pinned by an open fd on /proc/<pid>/ns/net.
 
@@ -143,12 +155,7 @@ class NetnsHandle:
         # resolved by nsenter itself to the namespace we pinned.
         full = ["nsenter", f"--net=/proc/self/fd/{self.fd}", "--", *argv]
         result = _run(full, pass_fds=(self.fd,))
-        if check and result.returncode != 0:
-            raise FaultFailed(
-                f"{' '.join(shlex.quote(a) for a in argv)} in netns of pid {self.pid}: "
-                f"{_first_line(result.stderr) or f'exit {result.returncode}'}"
-            )
-        return result
+        return checked(argv, result, f"pid {self.pid}", check=check)
 
     # -- iptables ---------------------------------------------------------------------
     def save(self, family: str = "iptables") -> str:
@@ -450,20 +457,25 @@ def capabilities() -> Capabilities:
         reason = _scratch(["true"])
         if reason:
             base = f"cannot create or enter a network namespace: {reason}"
+    return probe_features(base, _scratch, lambda tool: shutil.which(tool) is not None)
+
+
+def probe_features(
+    base: str | None, scratch: Callable[[Sequence[str]], str | None], have: Callable[[str], bool]
+) -> Capabilities:
+    """The kernel's and the tools' features, each command run by `scratch` in a namespace
+    of its own (None: it worked, else the reason); `base` (a reason) makes all unusable."""
 
     def tool_reason(tool: str, package: str) -> str | None:
         if base:
             return base
-        if (
-            shutil.which(tool) is None
-            or shutil.which(f"{tool}-save" if "ipt" in tool else tool) is None
-        ):
+        if not have(tool) or not have(f"{tool}-save" if "ipt" in tool else tool):
             return f"{tool} not found on PATH (install {package})"
         return None
 
     iptables = tool_reason("iptables", "iptables")
     if iptables is None:
-        reason = _scratch(
+        reason = scratch(
             [
                 "iptables",
                 "-w",
@@ -482,12 +494,12 @@ def capabilities() -> Capabilities:
             iptables = f"iptables comment match unusable: {reason}"
     ip6tables = tool_reason("ip6tables", "iptables")
     if ip6tables is None:
-        reason = _scratch(["ip6tables", "-w", "5", "-S"])
+        reason = scratch(["ip6tables", "-w", "5", "-S"])
         if reason:
             ip6tables = f"ip6tables unusable: {reason}"
     statistic = iptables
     if statistic is None:
-        reason = _scratch(
+        reason = scratch(
             [
                 "iptables",
                 "-w",
@@ -509,12 +521,12 @@ def capabilities() -> Capabilities:
     tc = tool_reason("tc", "iproute2")
     netem = tc
     if netem is None:
-        reason = _scratch(["tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"])
+        reason = scratch(["tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"])
         if reason:
             netem = f"kernel has no sch_netem (tc: {reason})"
     tbf = tc
     if tbf is None:
-        reason = _scratch(
+        reason = scratch(
             [
                 "tc",
                 "qdisc",

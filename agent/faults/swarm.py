@@ -7,9 +7,10 @@ it is the wrapped fault, unchanged. On a task:
   stop: Swarm starts a new task; the heal is "the service converged again", verified
   from the manager's task and node lists and reported with the time it took. The dead
   task container is never started again (that would be an orphan Swarm does not count);
-- pause and the namespace network faults: the wrapped fault's heal (unpause, rules removed);
-  a network fault is refused when the task's PID is not its process as seen from here
-  (an agent outside the node's PID namespace would enter an unrelated namespace);
+- pause and the namespace network faults: the wrapped fault's heal (unpause, rules removed).
+  A global service cannot have `pid: host`: on a Swarm node the namespace is entered by
+  nsenter only when the task's PID is provably its process here, else through a helper
+  container joining the task's namespace (`NetnsRoute`, agent/faults/network/helper.py);
 - restart, disconnect, and kill/stop where the restart policy means Swarm would never
   replace the task: refused with the reason (`agent.swarm.refusal`).
 """
@@ -18,13 +19,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.adapters.docker_engine import DockerEngine
-from agent.errors import NotEligible, TargetGone, Unsupported
+from agent.errors import NotEligible, TargetGone
 from agent.faults.base import Fault
-from agent.model import NETWORK_FAULTS, SWARM_SERVICE_ID, ActiveFault, HealOutcome, Target
+from agent.model import SWARM_SERVICE_ID, ActiveFault, HealOutcome, Target
 from agent.swarm import SwarmCluster, convergence, is_task, refusal
+
+if TYPE_CHECKING:
+    from agent.faults.network.route import NetnsRoute
 
 REPLACED_BY_SWARM = ("kill", "stop")
 CONVERGE_WAIT_S = 10.0  # per heal attempt; a later attempt (backoff) checks again
@@ -33,14 +37,29 @@ CONVERGE_WAIT_S = 10.0  # per heal attempt; a later attempt (backoff) checks aga
 class SwarmAware:
     """A registry fault that knows Swarm tasks."""
 
-    def __init__(self, inner: Fault, docker: DockerEngine, cluster: SwarmCluster) -> None:
+    def __init__(
+        self,
+        inner: Fault,
+        docker: DockerEngine,
+        cluster: SwarmCluster,
+        route: NetnsRoute | None = None,
+    ) -> None:
         self.inner = inner
         self.docker = docker
         self.cluster = cluster
         self.name = inner.name
         self.kind = inner.kind
+        self._route = route
+        # a namespace fault (agent.faults.network.common.NetnsFault): enters through the route
+        self._netns = hasattr(inner, "opener")
+        if self._netns and route is not None:
+            inner.opener = route.open  # type: ignore[attr-defined]
+            inner.caps = route.caps  # type: ignore[attr-defined]
 
     def unavailable(self) -> str | None:
+        if self._netns and self._route is not None and self._route.swarm():
+            # no pid: host needed: helpers enter namespaces
+            return self.inner._capability()  # type: ignore[attr-defined, no-any-return]
         return self.inner.unavailable()
 
     def refuse(self, target: Target) -> str | None:
@@ -78,10 +97,6 @@ class SwarmAware:
         return None if info is None else dict(info["Config"]["Labels"])
 
     def inject(self, record: ActiveFault) -> Mapping[str, Any]:
-        if self.name in NETWORK_FAULTS:
-            reason = self._foreign(record)
-            if reason:
-                raise Unsupported(reason)
         labels = self._task_labels(record) if self.name in REPLACED_BY_SWARM else None
         if labels is None:
             return self.inner.inject(record)
@@ -96,17 +111,7 @@ class SwarmAware:
             self.docker.stop(record.target_id, float(record.params.get("timeout", 10)))
         return {"via": "swarm", "swarm_service": service_id}
 
-    def _foreign(self, record: ActiveFault) -> str | None:
-        info = self._task_info(record)
-        if info is None:
-            return None
-        return foreign_pid_reason(int((info.get("State") or {}).get("Pid") or 0), record.target_id)
-
     def heal(self, record: ActiveFault) -> HealOutcome:
-        if self.name in NETWORK_FAULTS:
-            reason = self._foreign(record)
-            if reason:  # this agent could not have entered it either: nothing to undo
-                return HealOutcome(True, "already", f"nothing injected: {reason}")
         if self.name not in REPLACED_BY_SWARM or record.target_kind != "container":
             return self.inner.heal(record)
         if record.extra.get("via") not in (None, "swarm"):
@@ -138,25 +143,15 @@ class SwarmAware:
         return HealOutcome(True, "environment", detail, converged_s=took)
 
 
-def foreign_pid_reason(pid: int, container_id: str) -> str | None:
-    """None if host PID `pid` is this container's process as seen from here; else why not.
-
-    An agent reaching a node's engine from outside that node's PID namespace (another
-    machine's socket, an engine in a container) gets PIDs that mean nothing here: the
-    same number may be an unrelated local process, whose namespace must never be entered.
-    """
-    try:
-        with open(f"/proc/{int(pid)}/cgroup", encoding="utf-8", errors="replace") as fh:
-            if pid > 0 and container_id and container_id in fh.read():
-                return None
-    except OSError:
-        pass
-    return (
-        f"the task's PID {pid} is not its process here: run the agent on the task's node, "
-        "in the host PID namespace (docs/swarm.md)"
-    )
-
-
-def swarm_aware(faults: list[Fault], docker: DockerEngine, cluster: SwarmCluster) -> list[Fault]:
+def swarm_aware(
+    faults: list[Fault],
+    docker: DockerEngine,
+    cluster: SwarmCluster,
+    route: NetnsRoute | None = None,
+) -> list[Fault]:
     """Wrap the container faults (process faults are left as they are)."""
-    return [SwarmAware(f, docker, cluster) if f.kind == "container" else f for f in faults]
+    if route is None and any(hasattr(f, "opener") for f in faults):
+        from agent.faults.network.route import NetnsRoute  # network faults only: imported late
+
+        route = NetnsRoute(docker, cluster)
+    return [SwarmAware(f, docker, cluster, route) if f.kind == "container" else f for f in faults]

@@ -11,15 +11,20 @@ Containers that share a network namespace (network_mode container:<id>, compose
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from agent.adapters import netns
+from agent.adapters import hostpid, netns
 from agent.adapters.docker_engine import DockerEngine, own_container_id
 from agent.adapters.docker_ports import container_state
 from agent.config import Config
 from agent.errors import AgentError, IdentityChanged, TargetGone, Unsupported
+from agent.faults.container import parse_started_at
 from agent.model import ActiveFault, HealOutcome, Target, TargetKind
+
+# How a fault enters the target's namespace: open_pinned (nsenter on a pinned fd), or a
+# helper container joining it (agent/faults/network/helper.py, Swarm tasks).
+Opener = Callable[[DockerEngine, ActiveFault], netns.NetnsHandle]
 
 # --- identity ------------------------------------------------------------------------------
 
@@ -42,8 +47,10 @@ def open_pinned(docker: DockerEngine, record: ActiveFault) -> netns.NetnsHandle:
     if not is_same_instance(info, record):
         raise IdentityChanged(changed_reason(info, record))
     pid = int(info["State"]["Pid"])
-    reason = netns.host_pid_visible(pid)
-    if reason:
+    reason = netns.host_pid_visible(pid) or hostpid.identity_reason(
+        pid, record.target_id, parse_started_at(str(info["State"].get("StartedAt") or ""))
+    )
+    if reason:  # a PID from a remote engine may be an unrelated local process
         raise Unsupported(reason)
     handle = netns.NetnsHandle(pid)
     try:
@@ -95,6 +102,9 @@ class NetnsFault:
     def __init__(self, docker: DockerEngine, config: Config | None = None) -> None:
         self.docker = docker
         self.config = config
+        # the seam: how the namespace is entered, and what can be done there
+        self.opener: Opener = open_pinned
+        self.caps: Callable[[], netns.Capabilities] = netns.capabilities
 
     # protocol ------------------------------------------------------------------
     def unavailable(self) -> str | None:
@@ -117,7 +127,7 @@ class NetnsFault:
 
     def inject(self, record: ActiveFault) -> Mapping[str, Any]:
         netns.check_fault_id(record.fault_id)
-        with open_pinned(self.docker, record) as ns:
+        with self.opener(self.docker, record) as ns:
             facts = self._apply(ns, record)
             facts["netns_inode"] = ns.inode
             return facts
@@ -125,7 +135,7 @@ class NetnsFault:
     def heal(self, record: ActiveFault) -> HealOutcome:
         netns.check_fault_id(record.fault_id)
         try:
-            handle = open_pinned(self.docker, record)
+            handle = self.opener(self.docker, record)
         except TargetGone:
             return HealOutcome(True, "gone", f"{record.target_name} no longer exists")
         except IdentityChanged as exc:

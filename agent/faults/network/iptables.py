@@ -27,7 +27,7 @@ class _IptablesFault(NetnsFault):
 
     def _apply(self, ns: netns.NetnsHandle, record: ActiveFault) -> dict[str, Any]:
         info = self.docker.inspect(record.target_id)
-        caps = netns.capabilities()
+        caps = self.caps()
         families = ["iptables"]
         if caps.ip6tables is None and any(
             (n or {}).get("GlobalIPv6Address") for n in networks_of(info).values()
@@ -133,7 +133,7 @@ class Partition(_IptablesFault):
     name = "partition"
 
     def _capability(self) -> str | None:
-        return netns.capabilities().iptables
+        return self.caps().iptables
 
     def describe(self, record: ActiveFault) -> str:
         mode = param(record.params, "partition", "mode")
@@ -232,7 +232,7 @@ class Loss(_IptablesFault):
     name = "loss"
 
     def _capability(self) -> str | None:
-        return netns.capabilities().statistic
+        return self.caps().statistic
 
     def describe(self, record: ActiveFault) -> str:
         return (

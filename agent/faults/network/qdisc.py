@@ -23,7 +23,7 @@ class _QdiscFault(NetnsFault):
         raise NotImplementedError
 
     def _apply(self, ns: netns.NetnsHandle, record: ActiveFault) -> dict[str, Any]:
-        reason = self.unavailable()
+        reason = self._capability()
         if reason:
             raise Unsupported(reason)
         args = self._qdisc(record.params)
@@ -53,7 +53,7 @@ class Latency(_QdiscFault):
     name = "latency"
 
     def _capability(self) -> str | None:
-        return netns.capabilities().netem
+        return self.caps().netem
 
     def _qdisc(self, params: Mapping[str, Any]) -> list[str]:
         return ["netem", "delay", _ms(param(params, "latency", "delay"), "latency.delay")]
@@ -63,7 +63,7 @@ class Jitter(_QdiscFault):
     name = "jitter"
 
     def _capability(self) -> str | None:
-        return netns.capabilities().netem
+        return self.caps().netem
 
     def _qdisc(self, params: Mapping[str, Any]) -> list[str]:
         return [
@@ -82,7 +82,7 @@ class Bandwidth(_QdiscFault):
     name = "bandwidth"
 
     def _capability(self) -> str | None:
-        return netns.capabilities().tbf
+        return self.caps().tbf
 
     def _qdisc(self, params: Mapping[str, Any]) -> list[str]:
         rate = str(param(params, "bandwidth", "rate"))
