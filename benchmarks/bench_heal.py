@@ -44,7 +44,7 @@ def _one(
     started: dict[str, float] = {}
     finished: dict[str, float] = {}
     # the loop starts heals on a pool (heals.effect) and settles them (ledger, journal)
-    effect, settle = engine.heals.effect, engine._settle
+    effect, settle = engine.heals.effect, engine.settler.settle
 
     effected: dict[str, float] = {}
     unpause_ms: list[float] = []
@@ -69,7 +69,7 @@ def _one(
                 finished.setdefault(record.fault_id, now)
 
     engine.heals.effect = timed_effect  # type: ignore[method-assign]
-    engine._settle = timed_settle  # type: ignore[method-assign]
+    engine.settler.settle = timed_settle  # type: ignore[method-assign]
     docker = engine.registry.get("container", "pause").inner.docker
     docker.unpause = timed_unpause
     due: dict[str, float] = {}
@@ -89,7 +89,7 @@ def _one(
             engine.wake.wait(engine.next_wakeup(None))
             engine.wake.clear()
     finally:
-        engine.heals.effect, engine._settle = effect, settle  # type: ignore[method-assign]
+        engine.heals.effect, engine.settler.settle = effect, settle  # type: ignore[method-assign]
         docker.unpause = real_unpause
         engine.heal_all("bench cleanup")
     assert all(not api.inspect_container(c)["State"]["Paused"] for c in ids)
