@@ -31,8 +31,14 @@ class _Slow(http.server.BaseHTTPRequestHandler):
         with st["lock"]:
             st["inflight"] += 1
             st["max_inflight"] = max(st["max_inflight"], st["inflight"])
+        counted = True
         try:
             st["release"].wait(st["delay"])
+            # no longer in flight once answered: a sequential probe sends its next check as
+            # soon as it reads this answer, maybe before this thread runs again
+            with st["lock"]:
+                st["inflight"] -= 1
+                counted = False
             body = b"ok"
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
@@ -41,8 +47,9 @@ class _Slow(http.server.BaseHTTPRequestHandler):
         except OSError:
             pass  # the probe gave up on this request
         finally:
-            with st["lock"]:
-                st["inflight"] -= 1
+            if counted:
+                with st["lock"]:
+                    st["inflight"] -= 1
 
 
 @pytest.fixture
