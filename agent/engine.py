@@ -20,7 +20,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from contextlib import suppress
 
 from agent.config import Config
 from agent.errors import (
@@ -32,7 +32,7 @@ from agent.errors import (
 )
 from agent.faults.base import Fault, FaultRegistry
 from agent.gate import Closed, GateState, why_closed
-from agent.heals import Finished, Heals
+from agent.heals import Heals
 from agent.journal import Journal, fault_fields
 from agent.lease_keeper import LeaseKeeper
 from agent.leases import LeaseProvider
@@ -42,19 +42,13 @@ from agent.planner import Timing, next_gap, plan
 from agent.recovery import Sweep, left_behind, sweep_leftovers
 from agent.selection import Eligibility, Policy, describe_selection, evaluate
 from agent.settle import Settler
-from agent.stops import KillSwitch, ProbesLike, StopCondition
+from agent.stops import Deadman, KillSwitch, ProbesLike, StopCondition
 from agent.textsafe import printable
 from agent.voice import Voice
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_HALTED = 3  # the stop condition (probes) halted the run
-
-
-class Deadman(Protocol):
-    """An armed dead-man heal (agent.deadman), stood down once nothing is left to heal."""
-
-    def terminate(self) -> None: ...
 
 
 def new_fault_id() -> str:
@@ -87,20 +81,18 @@ class Engine:
         self.discover, self.pin, self.ledger, self.journal = discover, pin, ledger, journal
         self.rng, self.dry_run, self.probes, self.sweep = rng, dry_run, probes, sweep
         self.arm_deadman, self.log, self.clock, self.monotonic = arm_deadman, log, clock, monotonic
-        self.voice = Voice(journal, log)
+        # the rooms (see the module docstring)
+        self.voice = voice = Voice(journal, log)
         self.wake = threading.Event()
         self.heals = Heals(registry, wake=self.wake, clock=clock, monotonic=monotonic)
+        up = "coordinator reachable again"
         self.leases = LeaseKeeper(
-            leases,
-            monotonic=monotonic,
-            on_down=self.voice.error,
-            on_up=self._coordinator_up,
-            on_down_quiet=self.voice.error_quiet,
-        )
-        self.records = ActiveFaults(ledger, on_error=self.voice.error)
-        self.settler = Settler(
-            self.records, self.heals, self.leases, self.voice, stuck_after=timing.stuck_after
-        )
+            leases, monotonic=monotonic, on_down=voice.error, on_down_quiet=voice.error_quiet,
+            on_up=lambda: voice.say("lease", up, message=up),
+        )  # fmt: skip
+        self.records = ActiveFaults(ledger, on_error=voice.error)
+        self.settler = Settler(self.records, self.heals, self.leases, voice,
+                               stuck_after=timing.stuck_after, monotonic=monotonic)  # fmt: skip
         self.kill_switch = KillSwitch(config.agent.kill_switch)
         self.stop_condition = StopCondition(probes, config.stop)
         self.history: list[PastFault] = []
@@ -213,10 +205,8 @@ class Engine:
         self.leases.close()
         left = len(self.active)
         if self.deadman is not None and left == 0:
-            try:
+            with suppress(OSError):
                 self.deadman.terminate()
-            except OSError:
-                pass
         self.voice.note("stop", reason=reason, left=left)
         if left:
             self.log(
@@ -380,46 +370,20 @@ class Engine:
     def fault_for(self, kind: str, name: str) -> Fault:
         return self.registry.require(kind, name)
 
-    # -- heal ------------------------------------------------------------------------------
+    # -- heal (agent/settle.py: heals run, then settle into ledger, leases, journal) ------------
     def heal(self, record: ActiveFault, *, reason: str) -> HealOutcome:
         """Heal one record now; on verified success drop it from the ledger."""
-        outcome = self.heals.effect(record)
-        self.settler.settle([Finished(record, outcome, reason)])
-        return outcome
+        return self.settler.heal_now(record, reason)
 
     def heal_due(self) -> None:
-        """Settle finished heals, then start the heals that are due (on the pool)."""
-        self.collect_heals()
-        deadlines = self.leases.deadlines()
-        for record, reason in self.heals.due_now(list(self.active), deadlines):
-            self.heals.start(record, reason)
+        self.settler.start_due()
 
     def collect_heals(self, *, wait: bool = False) -> None:
-        """Settle the heals that finished (all of them with wait=True)."""
-        finished = self.heals.collect(wait=wait)
-        current = {a.fault_id: a for a in self.active}  # heal_attempts may have grown
-        self.settler.settle(
-            [f._replace(record=current.get(f.record.fault_id, f.record)) for f in finished]
-        )
+        self.settler.collect(wait=wait)
 
     def heal_all(self, reason: str, *, budget: float | None = None, passes: int = 1) -> bool:
-        """Heal every active fault in parallel on the pool, then one ledger write, so heals
-        due together are not late by each other; True if none is left."""
-        end = None if budget is None else self.monotonic() + budget
-        for _ in range(passes):
-            if not self.active or (end is not None and self.monotonic() > end):
-                break
-            self.collect_heals(wait=True)  # never two heals of one record at once
-            for record in list(self.active):
-                self.heals.start(record, reason)
-            self.collect_heals(wait=True)
-        return not self.active
+        return self.settler.heal_all(reason, budget=budget, passes=passes)
 
     def renew_leases(self) -> None:
         for record, reason in self.leases.renew_due(list(self.active), skip=self.heals.in_flight):
             self.heal(record, reason=reason)
-
-    def _coordinator_up(self) -> None:
-        self.voice.say(
-            "lease", "coordinator reachable again", message="coordinator reachable again"
-        )

@@ -1,6 +1,7 @@
 """What holds or ends a run from outside the schedule: the kill switch file and the
 probes' stop condition (agent.probes). Each watch says what changed, once per change;
-the engine decides what follows (heal all, request stop).
+the engine decides what follows (heal all, request stop). And what outlives a run that
+ends badly: the dead-man heal, stood down when a stop left nothing to heal.
 """
 
 from __future__ import annotations
@@ -24,6 +25,13 @@ class ProbesLike(Protocol):
     def snapshot(self) -> dict[str, dict[str, Any]]: ...
 
     def halt_reason(self, stop: Any, now: float | None = None) -> str | None: ...
+
+
+class Deadman(Protocol):
+    """An armed dead-man heal (agent.deadman) that heals if the run dies; the engine stands
+    it down at a stop that left nothing to heal."""
+
+    def terminate(self) -> None: ...
 
 
 class KillSwitch:
