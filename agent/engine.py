@@ -7,9 +7,11 @@ gate (agent/gate.py) whether a fault may start. `attempt` discovers and plans; `
 takes a lease, writes the ledger, then acts; `heal` settles outcomes into the ledger,
 the leases and the journal.
 
-The rooms: `Heals` (due times, back-off, the pool), `LeaseKeeper` (acquire, renew,
-release, coordinator up/down), the gate, `Voice` (log line and journal event). Each
-step to an injection fails closed: no lease, no ledger write, no identity, no injection.
+The rooms: `Heals` (due times, back-off, the pool), `Settler` (the heal step: run heals,
+settle outcomes), `LeaseKeeper` (acquire, renew, release, coordinator up/down), the gate,
+stops.py (kill switch, stop condition and its probes, the dead-man heal), `Voice` (log
+line and journal event). Each step to an injection fails closed: no lease, no ledger
+write, no identity, no injection.
 Signal handlers only set a flag; healing runs in the main loop, the only ledger writer.
 """
 
@@ -20,16 +22,9 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
-from contextlib import suppress
 
 from agent.config import Config
-from agent.errors import (
-    AgentError,
-    FaultFailed,
-    LeaseRefused,
-    LedgerError,
-    TargetGone,
-)
+from agent.errors import AgentError, FaultFailed, LeaseRefused, LedgerError, TargetGone
 from agent.faults.base import Fault, FaultRegistry
 from agent.gate import Closed, GateState, why_closed
 from agent.heals import Heals
@@ -42,17 +37,13 @@ from agent.planner import Timing, next_gap, plan
 from agent.recovery import Sweep, left_behind, sweep_leftovers
 from agent.selection import Eligibility, Policy, describe_selection, evaluate
 from agent.settle import Settler
-from agent.stops import Deadman, KillSwitch, ProbesLike, StopCondition
+from agent.stops import Deadman, KillSwitch, ProbesLike, StopCondition, armed_deadman, stand_down
 from agent.textsafe import printable
 from agent.voice import Voice
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_HALTED = 3  # the stop condition (probes) halted the run
-
-
-def new_fault_id() -> str:
-    return secrets.token_hex(6)
 
 
 class Engine:
@@ -141,8 +132,7 @@ class Engine:
         self.voice.say(
             "start", sentence, targets=sentence, config=self.config.source, dry_run=self.dry_run
         )
-        if self.probes is not None:
-            self.probes.start()
+        self.stop_condition.start()
         start = self.monotonic()
         end = start + duration if duration else None
         self.next_attempt = start if once else start + self.config.schedule.first_after
@@ -195,18 +185,15 @@ class Engine:
         whose endpoint never answers must not push a heal past Docker's stop grace."""
         budget = self.config.agent.stop_timeout
         end = self.monotonic() + budget
-        if self.probes is not None:
-            self.probes.signal_stop()
+        self.stop_condition.signal_stop()
         # a failed heal gets a couple more tries within the stop budget
         self.heal_all(f"agent stopping: {reason}", budget=budget, passes=3)
-        if self.probes is not None:
-            self.probes.stop(timeout=max(0.0, end - self.monotonic()))
+        self.stop_condition.join(end - self.monotonic())
         self.heals.close()
         self.leases.close()
         left = len(self.active)
         if self.deadman is not None and left == 0:
-            with suppress(OSError):
-                self.deadman.terminate()
+            stand_down(self.deadman)
         self.voice.note("stop", reason=reason, left=left)
         if left:
             self.log(
@@ -241,20 +228,14 @@ class Engine:
 
     def gate(self) -> Closed | None:
         """May a fault start now? (None: yes.)"""
-        return why_closed(
-            GateState(
-                now=self.clock(),
-                timing=self.timing,
-                max_concurrent=self.policy.max_concurrent,
-                active=self.active,
-                last_fault_at=max((h.at for h in self.history), default=None),
-                kill_switch=str(self.kill_switch.path) if self.kill_switch.present else "",
-                halted=self.halted,
-                blocked=self.inject_blocked,
-                heals_in_flight=self.heals.busy,
-                coordinator_down=self.leases.down,
-            )
-        )
+        state = GateState(
+            now=self.clock(), timing=self.timing, max_concurrent=self.policy.max_concurrent,
+            active=self.active, last_fault_at=max((h.at for h in self.history), default=None),
+            kill_switch=str(self.kill_switch.path) if self.kill_switch.present else "",
+            halted=self.halted, blocked=self.inject_blocked, heals_in_flight=self.heals.busy,
+            coordinator_down=self.leases.down,
+        )  # fmt: skip
+        return why_closed(state)
 
     def next_wakeup(self, end: float | None) -> float:
         if self.heals.any_finished():
@@ -319,7 +300,7 @@ class Engine:
         target = decision.target
         fault = self.registry.ready(decision.fault, target)
         pinned = self.pin(target)  # fresh identity right before inject
-        fault_id = new_fault_id()
+        fault_id = secrets.token_hex(6)  # every artifact's name derives from it
         same_group = [v.target for v in self.last_eligibility if v.target.group == target.group]
         lease = self.leases.acquire(decision, same_group or [target])
         now = self.clock()
@@ -333,7 +314,8 @@ class Engine:
         self.leases.hold(fault_id, lease)
         self.heals.schedule(fault_id, decision.duration_s)
         self.voice.note("intent", record=record.to_json(), **fault_fields(record))
-        self._arm_deadman()
+        if self.deadman is None:  # armed once per run, before the first effect
+            self.deadman = armed_deadman(self.arm_deadman, self.voice)
         self.history.append(PastFault(decision.fault, target.id, target.group, now))
         if not self.leases.valid(fault_id):  # held up since acquire (frozen, slow disk)
             refused = LeaseRefused("the lease ran out before inject: not injecting")
@@ -358,14 +340,6 @@ class Engine:
     def _roll_back(self, record: ActiveFault, error: AgentError, reason: str) -> None:
         self.voice.note("inject_failed", error=error.one_line(), **fault_fields(record))
         self.heal(record, reason=reason)
-
-    def _arm_deadman(self) -> None:
-        """Arm the dead-man heal once per run, before the first effect."""
-        if self.arm_deadman is not None and self.deadman is None:
-            try:
-                self.deadman = self.arm_deadman()
-            except OSError as exc:
-                self.voice.error(f"cannot arm the dead-man heal: {exc}")
 
     def fault_for(self, kind: str, name: str) -> Fault:
         return self.registry.require(kind, name)
