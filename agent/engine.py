@@ -7,9 +7,11 @@ gate (agent/gate.py) whether a fault may start. `attempt` discovers and plans; `
 takes a lease, writes the ledger, then acts; `heal` settles outcomes into the ledger,
 the leases and the journal.
 
-The rooms: `Heals` (due times, back-off, the pool), `LeaseKeeper` (acquire, renew,
-release, coordinator up/down), the gate, `Voice` (log line and journal event). Each
-step to an injection fails closed: no lease, no ledger write, no identity, no injection.
+The rooms: `Heals` (due times, back-off, the pool), `Settler` (the heal step: run heals,
+settle outcomes), `LeaseKeeper` (acquire, renew, release, coordinator up/down), the gate,
+stops.py (kill switch, stop condition and its probes, the dead-man heal), `Voice` (log
+line and journal event). Each step to an injection fails closed: no lease, no ledger
+write, no identity, no injection.
 Signal handlers only set a flag; healing runs in the main loop, the only ledger writer.
 """
 
@@ -20,19 +22,12 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
 
 from agent.config import Config
-from agent.errors import (
-    AgentError,
-    FaultFailed,
-    LeaseRefused,
-    LedgerError,
-    TargetGone,
-)
+from agent.errors import AgentError, FaultFailed, LeaseRefused, LedgerError, TargetGone
 from agent.faults.base import Fault, FaultRegistry
 from agent.gate import Closed, GateState, why_closed
-from agent.heals import Finished, Heals
+from agent.heals import Heals
 from agent.journal import Journal, fault_fields
 from agent.lease_keeper import LeaseKeeper
 from agent.leases import LeaseProvider
@@ -42,23 +37,13 @@ from agent.planner import Timing, next_gap, plan
 from agent.recovery import Sweep, left_behind, sweep_leftovers
 from agent.selection import Eligibility, Policy, describe_selection, evaluate
 from agent.settle import Settler
-from agent.stops import KillSwitch, ProbesLike, StopCondition
+from agent.stops import Deadman, KillSwitch, ProbesLike, StopCondition, armed_deadman, stand_down
 from agent.textsafe import printable
 from agent.voice import Voice
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_HALTED = 3  # the stop condition (probes) halted the run
-
-
-class Deadman(Protocol):
-    """An armed dead-man heal (agent.deadman), stood down once nothing is left to heal."""
-
-    def terminate(self) -> None: ...
-
-
-def new_fault_id() -> str:
-    return secrets.token_hex(6)
 
 
 class Engine:
@@ -87,20 +72,18 @@ class Engine:
         self.discover, self.pin, self.ledger, self.journal = discover, pin, ledger, journal
         self.rng, self.dry_run, self.probes, self.sweep = rng, dry_run, probes, sweep
         self.arm_deadman, self.log, self.clock, self.monotonic = arm_deadman, log, clock, monotonic
-        self.voice = Voice(journal, log)
+        # the rooms (see the module docstring)
+        self.voice = voice = Voice(journal, log)
         self.wake = threading.Event()
         self.heals = Heals(registry, wake=self.wake, clock=clock, monotonic=monotonic)
+        up = "coordinator reachable again"
         self.leases = LeaseKeeper(
-            leases,
-            monotonic=monotonic,
-            on_down=self.voice.error,
-            on_up=self._coordinator_up,
-            on_down_quiet=self.voice.error_quiet,
-        )
-        self.records = ActiveFaults(ledger, on_error=self.voice.error)
-        self.settler = Settler(
-            self.records, self.heals, self.leases, self.voice, stuck_after=timing.stuck_after
-        )
+            leases, monotonic=monotonic, on_down=voice.error, on_down_quiet=voice.error_quiet,
+            on_up=lambda: voice.say("lease", up, message=up),
+        )  # fmt: skip
+        self.records = ActiveFaults(ledger, on_error=voice.error)
+        self.settler = Settler(self.records, self.heals, self.leases, voice,
+                               stuck_after=timing.stuck_after, monotonic=monotonic)  # fmt: skip
         self.kill_switch = KillSwitch(config.agent.kill_switch)
         self.stop_condition = StopCondition(probes, config.stop)
         self.history: list[PastFault] = []
@@ -149,8 +132,7 @@ class Engine:
         self.voice.say(
             "start", sentence, targets=sentence, config=self.config.source, dry_run=self.dry_run
         )
-        if self.probes is not None:
-            self.probes.start()
+        self.stop_condition.start()
         start = self.monotonic()
         end = start + duration if duration else None
         self.next_attempt = start if once else start + self.config.schedule.first_after
@@ -203,20 +185,15 @@ class Engine:
         whose endpoint never answers must not push a heal past Docker's stop grace."""
         budget = self.config.agent.stop_timeout
         end = self.monotonic() + budget
-        if self.probes is not None:
-            self.probes.signal_stop()
+        self.stop_condition.signal_stop()
         # a failed heal gets a couple more tries within the stop budget
         self.heal_all(f"agent stopping: {reason}", budget=budget, passes=3)
-        if self.probes is not None:
-            self.probes.stop(timeout=max(0.0, end - self.monotonic()))
+        self.stop_condition.join(end - self.monotonic())
         self.heals.close()
         self.leases.close()
         left = len(self.active)
         if self.deadman is not None and left == 0:
-            try:
-                self.deadman.terminate()
-            except OSError:
-                pass
+            stand_down(self.deadman)
         self.voice.note("stop", reason=reason, left=left)
         if left:
             self.log(
@@ -251,20 +228,14 @@ class Engine:
 
     def gate(self) -> Closed | None:
         """May a fault start now? (None: yes.)"""
-        return why_closed(
-            GateState(
-                now=self.clock(),
-                timing=self.timing,
-                max_concurrent=self.policy.max_concurrent,
-                active=self.active,
-                last_fault_at=max((h.at for h in self.history), default=None),
-                kill_switch=str(self.kill_switch.path) if self.kill_switch.present else "",
-                halted=self.halted,
-                blocked=self.inject_blocked,
-                heals_in_flight=self.heals.busy,
-                coordinator_down=self.leases.down,
-            )
-        )
+        state = GateState(
+            now=self.clock(), timing=self.timing, max_concurrent=self.policy.max_concurrent,
+            active=self.active, last_fault_at=max((h.at for h in self.history), default=None),
+            kill_switch=str(self.kill_switch.path) if self.kill_switch.present else "",
+            halted=self.halted, blocked=self.inject_blocked, heals_in_flight=self.heals.busy,
+            coordinator_down=self.leases.down,
+        )  # fmt: skip
+        return why_closed(state)
 
     def next_wakeup(self, end: float | None) -> float:
         if self.heals.any_finished():
@@ -329,7 +300,7 @@ class Engine:
         target = decision.target
         fault = self.registry.ready(decision.fault, target)
         pinned = self.pin(target)  # fresh identity right before inject
-        fault_id = new_fault_id()
+        fault_id = secrets.token_hex(6)  # every artifact's name derives from it
         same_group = [v.target for v in self.last_eligibility if v.target.group == target.group]
         lease = self.leases.acquire(decision, same_group or [target])
         now = self.clock()
@@ -343,7 +314,8 @@ class Engine:
         self.leases.hold(fault_id, lease)
         self.heals.schedule(fault_id, decision.duration_s)
         self.voice.note("intent", record=record.to_json(), **fault_fields(record))
-        self._arm_deadman()
+        if self.deadman is None:  # armed once per run, before the first effect
+            self.deadman = armed_deadman(self.arm_deadman, self.voice)
         self.history.append(PastFault(decision.fault, target.id, target.group, now))
         if not self.leases.valid(fault_id):  # held up since acquire (frozen, slow disk)
             refused = LeaseRefused("the lease ran out before inject: not injecting")
@@ -369,57 +341,23 @@ class Engine:
         self.voice.note("inject_failed", error=error.one_line(), **fault_fields(record))
         self.heal(record, reason=reason)
 
-    def _arm_deadman(self) -> None:
-        """Arm the dead-man heal once per run, before the first effect."""
-        if self.arm_deadman is not None and self.deadman is None:
-            try:
-                self.deadman = self.arm_deadman()
-            except OSError as exc:
-                self.voice.error(f"cannot arm the dead-man heal: {exc}")
-
     def fault_for(self, kind: str, name: str) -> Fault:
         return self.registry.require(kind, name)
 
-    # -- heal ------------------------------------------------------------------------------
+    # -- heal (agent/settle.py: heals run, then settle into ledger, leases, journal) ------------
     def heal(self, record: ActiveFault, *, reason: str) -> HealOutcome:
         """Heal one record now; on verified success drop it from the ledger."""
-        outcome = self.heals.effect(record)
-        self.settler.settle([Finished(record, outcome, reason)])
-        return outcome
+        return self.settler.heal_now(record, reason)
 
     def heal_due(self) -> None:
-        """Settle finished heals, then start the heals that are due (on the pool)."""
-        self.collect_heals()
-        deadlines = self.leases.deadlines()
-        for record, reason in self.heals.due_now(list(self.active), deadlines):
-            self.heals.start(record, reason)
+        self.settler.start_due()
 
     def collect_heals(self, *, wait: bool = False) -> None:
-        """Settle the heals that finished (all of them with wait=True)."""
-        finished = self.heals.collect(wait=wait)
-        current = {a.fault_id: a for a in self.active}  # heal_attempts may have grown
-        self.settler.settle(
-            [f._replace(record=current.get(f.record.fault_id, f.record)) for f in finished]
-        )
+        self.settler.collect(wait=wait)
 
     def heal_all(self, reason: str, *, budget: float | None = None, passes: int = 1) -> bool:
-        """Heal every active fault in parallel on the pool, then one ledger write, so heals
-        due together are not late by each other; True if none is left."""
-        end = None if budget is None else self.monotonic() + budget
-        for _ in range(passes):
-            if not self.active or (end is not None and self.monotonic() > end):
-                break
-            self.collect_heals(wait=True)  # never two heals of one record at once
-            for record in list(self.active):
-                self.heals.start(record, reason)
-            self.collect_heals(wait=True)
-        return not self.active
+        return self.settler.heal_all(reason, budget=budget, passes=passes)
 
     def renew_leases(self) -> None:
         for record, reason in self.leases.renew_due(list(self.active), skip=self.heals.in_flight):
             self.heal(record, reason=reason)
-
-    def _coordinator_up(self) -> None:
-        self.voice.say(
-            "lease", "coordinator reachable again", message="coordinator reachable again"
-        )

@@ -234,6 +234,34 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
+class NetAddress:
+    """A container's address on one network in one family, with the network's prefix
+    length and gateway (either may be missing)."""
+
+    network: str
+    v6: bool
+    ip: str = ""
+    prefix: int = 0
+    gateway: str = ""
+
+
+@dataclass(frozen=True)
+class ListedContainer:
+    """One entry of a container list, as the namespace faults, the sweep and the helper
+    route read it (partition's peers, the sweep's namespaces, stale helpers)."""
+
+    id: str
+    name: str
+    group: str
+    running: bool = False
+    network_mode: str = ""
+    created: float = 0.0  # unix seconds
+    labels: Mapping[str, str] = field(default_factory=dict)
+    ipv4: tuple[str, ...] = ()  # on every network
+    ipv6: tuple[str, ...] = ()  # global IPv6, on every network
+
+
+@dataclass(frozen=True)
 class ContainerState:
     """What the container faults read about a container (a typed view of an inspect)."""
 
@@ -245,6 +273,13 @@ class ContainerState:
     status: str = ""
     pid: int = 0
     networks: Mapping[str, Endpoint] = field(default_factory=dict)
+    # what the namespace faults, the sweep and the helper route read besides
+    name: str = ""
+    image: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    pid_mode: str = ""  # HostConfig.PidMode ("host" when it shares the host's PIDs)
+    addresses: tuple[NetAddress, ...] = ()  # per network, IPv4 then IPv6
+    published: tuple[tuple[str, str], ...] = ()  # (port, protocol) bound on the host, sorted
 
     def same_instance(self, record: ActiveFault) -> bool:
         """The recorded container, in the same run (not restarted, not recreated)."""

@@ -1,14 +1,15 @@
-"""After heals ran: the ledger, the leases, the journal, and back-off or the stuck mark.
+"""The engine's heal step: heals run (agent/heals.py: now, or on the pool), then their
+outcomes settle here: the ledger, the leases, the journal, and back-off or the stuck mark.
 
-The engine's heal step settles every outcome here, on its loop (the only ledger writer).
-Heals that verified leave the ledger in one write and give their lease back; a heal that
-failed counts an attempt on its record, backs off (agent/heals.py) and, at `stuck_after`
-attempts, is marked stuck, which keeps the gate (agent/gate.py) closed until it heals.
+Everything here runs on the engine's loop, the only ledger writer. Heals that verified
+leave the ledger in one write and give their lease back; a heal that failed counts an
+attempt on its record, backs off and, at `stuck_after` attempts, is marked stuck, which
+keeps the gate (agent/gate.py) closed until it heals.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from agent.heals import Finished, Heals
 from agent.journal import fault_fields
@@ -28,12 +29,49 @@ class Settler:
         voice: Voice,
         *,
         stuck_after: int,
+        monotonic: Callable[[], float],
     ) -> None:
         self.records = records
         self.heals = heals
         self.leases = leases
         self.voice = voice
         self.stuck_after = stuck_after
+        self.monotonic = monotonic
+
+    # -- run heals ----------------------------------------------------------------------
+    def heal_now(self, record: ActiveFault, reason: str) -> HealOutcome:
+        """Heal one record on this thread and settle it at once."""
+        outcome = self.heals.effect(record)
+        self.settle([Finished(record, outcome, reason)])
+        return outcome
+
+    def start_due(self) -> None:
+        """Settle finished heals, then start the heals that are due (on the pool)."""
+        self.collect()
+        deadlines = self.leases.deadlines()
+        for record, reason in self.heals.due_now(list(self.records.faults), deadlines):
+            self.heals.start(record, reason)
+
+    def collect(self, *, wait: bool = False) -> None:
+        """Settle the heals that finished (all of them with wait=True)."""
+        finished = self.heals.collect(wait=wait)
+        current = {a.fault_id: a for a in self.records.faults}  # heal_attempts may have grown
+        self.settle([f._replace(record=current.get(f.record.fault_id, f.record)) for f in finished])
+
+    def heal_all(self, reason: str, *, budget: float | None = None, passes: int = 1) -> bool:
+        """Heal every active fault in parallel on the pool, then one ledger write, so heals
+        due together are not late by each other; True if none is left."""
+        end = None if budget is None else self.monotonic() + budget
+        for _ in range(passes):
+            if not self.records.faults or (end is not None and self.monotonic() > end):
+                break
+            self.collect(wait=True)  # never two heals of one record at once
+            for record in list(self.records.faults):
+                self.heals.start(record, reason)
+            self.collect(wait=True)
+        return not self.records.faults
+
+    # -- settle -------------------------------------------------------------------------
 
     def settle(self, results: Sequence[Finished]) -> None:
         """One ledger write for all healed; then each failure is counted."""

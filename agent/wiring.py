@@ -167,7 +167,7 @@ def build_engine(
         if not routes:
             from agent.faults.network.route import NetnsRoute
 
-            routes.append(NetnsRoute(docker, cluster))
+            routes.append(NetnsRoute(DockerContainers(docker), cluster))
         return routes[0]
 
     registry = build_registry(config, docker, warn=log, cluster=cluster, route=route)

@@ -95,13 +95,16 @@ def helper_partition(nodes: SwarmNodes, i: int, rounds: int = 3) -> dict[str, li
     (the agent reaching the node's engine from outside its PID namespace)."""
     import secrets
 
+    from agent.adapters.docker_ports import DockerContainers
     from agent.faults.network import Partition
     from agent.faults.network.route import NetnsRoute
     from agent.model import ActiveFault
 
     docker = DockerEngine(base_url=nodes.url(i))
-    route = NetnsRoute(docker, SwarmCluster(docker, manager=DockerEngine(base_url=nodes.url(0))))
-    fault = Partition(docker)
+    targets = DockerContainers(docker)
+    manager = DockerEngine(base_url=nodes.url(0))
+    route = NetnsRoute(targets, SwarmCluster(docker, manager=manager))
+    fault = Partition(targets)
     fault.opener, fault.caps = route.open, route.caps
     out: dict[str, list[float]] = {"inject": [], "heal": []}
     try:

@@ -258,7 +258,7 @@ def test_partition_isolate_cuts_new_and_established_traffic_and_heals_exactly(
         first += chunk
     assert first.startswith(b"HTTP/1.1 200")
 
-    fault = network.Partition(engine, config)
+    fault = network.Partition(DockerContainers(engine), config)
     record = record_for(fault, a, {"mode": "isolate", "host_ports": True})
     try:
         record = inject(fault, record)
@@ -293,7 +293,7 @@ def test_partition_from_group_cuts_only_that_group(
     assert wait_until(lambda: http_from(app_name, ip_of(db, net)), 10)
     assert http_from(app_name, ip_of(other, net))
     before = snapshot(app["State"]["Pid"])
-    fault = network.Partition(engine, config)
+    fault = network.Partition(DockerContainers(engine), config)
     record = record_for(fault, app, {"mode": "from", "from_group": f"db-{SESSION}"})
     try:
         record = inject(fault, record)
@@ -314,7 +314,7 @@ def test_partition_host_ports_false_keeps_published_port(
     a = docker_api.inspect_container(a["Id"])
     host_port = int(a["NetworkSettings"]["Ports"]["8080/tcp"][0]["HostPort"])
     assert wait_until(lambda: http_from_host("127.0.0.1", host_port), 10)
-    fault = network.Partition(engine, config)
+    fault = network.Partition(DockerContainers(engine), config)
     record = record_for(fault, a, {"mode": "isolate", "host_ports": False})
     try:
         record = inject(fault, record)
@@ -332,7 +332,7 @@ def test_heal_from_record_alone_after_crash_half_apply_and_duplicates(
     ns_exec(pid, "iptables", "-A", "OUTPUT", "-d", "198.51.100.9", "-j", "REJECT")
     before = snapshot(pid)
     fault_id = fid()
-    first = network.Partition(engine, config)
+    first = network.Partition(DockerContainers(engine), config)
     record = record_for(first, a, {"mode": "isolate"}, fault_id=fault_id)
     first.inject(record)  # the agent "crashes" here: extra never reaches the ledger
     ingress, egress = netns.chain_names(fault_id)
@@ -340,7 +340,9 @@ def test_heal_from_record_alone_after_crash_half_apply_and_duplicates(
     ns_exec(pid, "iptables", "-I", "INPUT", "-m", "comment", "--comment",
             f"chaos-agent:{fault_id}", "-j", ingress)  # fmt: skip
     assert our_tags(pid).count(f"-j {ingress}") == 2
-    fresh = network.Partition(DockerEngine(), config)  # a new process, the ledger record only
+    fresh = network.Partition(
+        DockerContainers(DockerEngine()), config
+    )  # a new process, the ledger record only
     outcome = fresh.heal(record)
     assert outcome.healed and outcome.how == "healed", outcome
     assert snapshot(pid) == before
@@ -367,7 +369,7 @@ def test_heal_ignores_foreign_rules_it_cannot_parse(
     ns_exec(pid, "iptables", "-A", "OUTPUT", "-m", "comment", "--comment", 'a"b', "-j", "ACCEPT")
     before = snapshot(pid)
     assert "wg'0" in before
-    fault = network.Partition(engine, config)
+    fault = network.Partition(DockerContainers(engine), config)
     record = inject(fault, record_for(fault, a, {"mode": "isolate"}))
     assert our_tags(pid), "the partition installed nothing"
     outcome = fault.heal(record)
@@ -383,19 +385,21 @@ def test_sweep_removes_orphans_only(
     pid = a["State"]["Pid"]
     ns_exec(pid, "iptables", "-A", "INPUT", "-s", "203.0.113.8", "-j", "DROP")
     before = snapshot(pid)
-    fault = network.Loss(engine, config)
+    fault = network.Loss(DockerContainers(engine), config)
     owned = record_for(fault, a, {"percent": 10.0})
-    orphan = record_for(network.Partition(engine, config), a, {"mode": "isolate"})
+    orphan = record_for(network.Partition(DockerContainers(engine), config), a, {"mode": "isolate"})
     orphan_qdisc = fid()
     scope = {a["Id"], b["Id"]}
     try:
         owned = inject(fault, owned)
-        network.Partition(engine, config).inject(orphan)
+        network.Partition(DockerContainers(engine), config).inject(orphan)
         ns_exec(pid, "tc", "qdisc", "add", "dev", "eth0", "root", "handle",
                 netns.tc_handle(orphan_qdisc), "tbf", "rate", "10mbit", "burst", "20000",
                 "latency", "100ms")  # fmt: skip
         # scoped to this test's containers: other sessions on this engine may have live faults
-        removed = network.sweep_network_leftovers(engine, {owned.fault_id}, only=scope)
+        removed = network.sweep_network_leftovers(
+            DockerContainers(engine), {owned.fault_id}, only=scope
+        )
         text = "\n".join(removed)
         assert orphan.fault_id in text and netns.tc_handle(orphan_qdisc) in text
         assert owned.fault_id not in text
@@ -406,7 +410,7 @@ def test_sweep_removes_orphans_only(
     finally:
         assert fault.heal(owned).healed
     assert snapshot(pid) == before
-    assert network.sweep_network_leftovers(engine, set(), only=scope) == []
+    assert network.sweep_network_leftovers(DockerContainers(engine), set(), only=scope) == []
 
 
 def test_a_one_off_inject_sweeps_leftovers_while_it_waits_but_not_detached(
@@ -425,8 +429,10 @@ def test_a_one_off_inject_sweeps_leftovers_while_it_waits_but_not_detached(
     name = b[0]["Name"].lstrip("/")
 
     def orphan() -> str:
-        record = record_for(network.Partition(engine, config), a, {"mode": "isolate"})
-        network.Partition(engine, config).inject(record)
+        record = record_for(
+            network.Partition(DockerContainers(engine), config), a, {"mode": "isolate"}
+        )
+        network.Partition(DockerContainers(engine), config).inject(record)
         assert record.fault_id in our_tags(pid)
         return record.fault_id
 
@@ -447,14 +453,14 @@ def test_a_one_off_inject_sweeps_leftovers_while_it_waits_but_not_detached(
         )
         assert left in waited.stderr and our_tags(pid) == ""
     finally:
-        network.sweep_network_leftovers(engine, set(), only={a["Id"]})
+        network.sweep_network_leftovers(DockerContainers(engine), set(), only={a["Id"]})
 
 
 def test_restarted_target_is_left_alone(
     engine: DockerEngine, config: Any, pair: tuple[dict, dict], net: str, docker_api: Any
 ) -> None:
     a, b = pair
-    fault = network.Partition(engine, config)
+    fault = network.Partition(DockerContainers(engine), config)
     record = inject(fault, record_for(fault, a, {"mode": "isolate"}))
     docker_api.restart(a["Id"], timeout=1)
     after = docker_api.inspect_container(a["Id"])
@@ -471,7 +477,7 @@ def test_inject_refuses_a_restarted_target(
     engine: DockerEngine, config: Any, pair: tuple[dict, dict], docker_api: Any
 ) -> None:
     a, _ = pair
-    fault = network.Partition(engine, config)
+    fault = network.Partition(DockerContainers(engine), config)
     record = record_for(fault, a, {"mode": "isolate"})
     docker_api.restart(a["Id"], timeout=1)
     with pytest.raises(Exception, match="restarted or recreated"):
@@ -492,11 +498,14 @@ def test_host_network_and_shared_namespaces_are_refused(
         assert fault.refuse(target_of(sharer)), fault.name
     # the sharers come from discovery's one list of every container, not from refuse
     (owner_t,) = with_netns_sharers([target_of(owner)], engine.list_containers(None))
-    for fault in (network.Partition(engine, config), network.Loss(engine, config)):
+    for fault in (
+        network.Partition(DockerContainers(engine), config),
+        network.Loss(DockerContainers(engine), config),
+    ):
         reason = fault.refuse(owner_t) or ""
         assert "share its network namespace" in reason and "nf-sharer" in reason
     a_ok = containers("nf-alone", {"chaos.group": "x"}, network=net)
-    assert network.Partition(engine, config).refuse(target_of(a_ok)) is None
+    assert network.Partition(DockerContainers(engine), config).refuse(target_of(a_ok)) is None
 
 
 def test_hostile_labels_and_names_are_never_executed(
@@ -510,8 +519,8 @@ def test_hostile_labels_and_names_are_never_executed(
     assert wait_until(lambda: http_from(b["Name"].lstrip("/"), ip_of(a, net)), 10)
     before = snapshot(a["State"]["Pid"])
     for fault, params in (
-        (network.Partition(engine, config), {"mode": "isolate"}),
-        (network.Loss(engine, config), {"percent": 100.0}),
+        (network.Partition(DockerContainers(engine), config), {"mode": "isolate"}),
+        (network.Loss(DockerContainers(engine), config), {"percent": 100.0}),
     ):
         record = record_for(fault, a, params, target_name=hostile)
         try:
@@ -525,8 +534,10 @@ def test_hostile_labels_and_names_are_never_executed(
     assert not pwned.exists()
     assert not os.path.exists("/tmp/pwned")
     with pytest.raises(FaultFailed):
-        network.Partition(engine, config).heal(
-            record_for(network.Partition(engine, config), a, {}, fault_id="$(touch x)ab")
+        network.Partition(DockerContainers(engine), config).heal(
+            record_for(
+                network.Partition(DockerContainers(engine), config), a, {}, fault_id="$(touch x)ab"
+            )
         )
 
 
@@ -578,7 +589,7 @@ def test_loss_drops_about_the_asked_share(
     before = snapshot(a["State"]["Pid"])
     count = 400
     assert received_udp(a_name, b_name, a_ip, count) == count  # no loss without the fault
-    fault = network.Loss(engine, config)
+    fault = network.Loss(DockerContainers(engine), config)
     record = record_for(fault, a, {"percent": 50.0})
     try:
         record = inject(fault, record)
@@ -636,7 +647,7 @@ def test_bandwidth_limits_egress_and_refuses_a_foreign_qdisc(
     before = snapshot(a["State"]["Pid"])
     size = 250_000  # 2 Mbit: about 1 s at 2mbit
     fast = send_seconds(a_name, b_name, ip_of(b, net), size)
-    fault = network.Bandwidth(engine, config)
+    fault = network.Bandwidth(DockerContainers(engine), config)
     record = record_for(fault, a, {"rate": "2mbit"})
     try:
         record = inject(fault, record)

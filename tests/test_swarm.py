@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from agent.adapters.docker_engine import DockerEngine
+from agent.adapters.docker_ports import DockerContainers
 from agent.adapters.netns import capabilities, tc_handle
 from agent.config import parse_toml_text
 from agent.engine import Engine
@@ -407,7 +408,7 @@ def test_a_replaced_task_is_left_alone_and_the_sweep_finds_leftovers_through_hel
         # an agent that died mid-fault: rules no ledger owns, found by the start-up sweep
         before = netns_view(web[0].id)
         orphan = inject_now(net_engine, "partition", web[0].name, 60.0, force=True)
-        route = NetnsRoute(docker, SwarmCluster(docker))
+        route = NetnsRoute(DockerContainers(docker), SwarmCluster(docker))
         removed = route.sweep(set(), {web[0].id})  # as if no ledger record owned it
         assert any(f"CHAOS-{orphan.fault_id}" in r for r in removed), removed
         after = netns_view(web[0].id)  # (iptables-nft's empty filter table may stay)
@@ -427,8 +428,10 @@ def test_a_replaced_task_is_left_alone_and_the_sweep_finds_leftovers_through_hel
                                      labels={LABEL_NETNS_HELPER: "0123456789ab"})  # fmt: skip
         api.start(stale["Id"])
         api.close()
-        assert remove_stale_helpers(docker) == []  # young: an operation may be running
-        gone = remove_stale_helpers(docker, now=time.time() + STALE_AFTER_S + 5)
+        assert (
+            remove_stale_helpers(DockerContainers(docker)) == []
+        )  # young: an operation may be running
+        gone = remove_stale_helpers(DockerContainers(docker), now=time.time() + STALE_AFTER_S + 5)
         assert len(gone) == 1 and not helpers_on(swarm)
     finally:
         for cid in helpers_on(swarm):
@@ -474,8 +477,10 @@ def test_outside_swarm_a_pid_from_a_remote_engine_is_never_entered(
         )  # fmt: skip
         assert Path(f"/proc/{local_pid}/ns/net").exists()  # the old check would enter it
         with pytest.raises(Unsupported, match="not the container's process here"):
-            open_pinned(docker, record)
-        assert open_current_pinned(docker, info["Id"]) is None  # nor the start-up sweep
+            open_pinned(DockerContainers(docker), record)
+        assert (
+            open_current_pinned(DockerContainers(docker), info["Id"]) is None
+        )  # nor the start-up sweep
     finally:
         api.remove_container(plain["Id"], force=True)
         api.close()
@@ -490,7 +495,7 @@ def test_the_kernels_features_are_probed_in_a_helper(
     monkeypatch.setenv(IMAGE_ENV, AGENT_IMAGE)
     docker = DockerEngine(base_url=swarm.url(0))
     try:
-        caps = helper_capabilities(docker)
+        caps = helper_capabilities(DockerContainers(docker))
     finally:
         docker.close()
     assert caps.iptables is None and caps.statistic is None and caps.tbf is None, caps

@@ -367,7 +367,7 @@ def test_the_namespace_route_nsenter_where_it_can_else_a_helper_on_swarm(
 
     monkeypatch.setattr(swarm_faults, "open_pinned", open_pinned)
     monkeypatch.setattr(swarm_faults, "open_via_helper", lambda _d, _r: "helper")
-    chooser = NetnsRoute(docker=None, cluster=_Cluster(swarm))  # type: ignore[arg-type]
+    chooser = NetnsRoute(targets=None, cluster=_Cluster(swarm))  # type: ignore[arg-type]
     chooser._local = local
     if route == "refused":
         with pytest.raises(Unsupported):

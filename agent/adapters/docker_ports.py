@@ -1,16 +1,17 @@
-"""The container faults' ports over the Docker adapter: typed readers, verbs passed through.
+"""The faults' ports over the Docker adapter: typed readers, verbs passed through.
 
-`container_state` and `endpoint_of` read the Engine's inspect JSON once, here, into
-agent.model's `ContainerState` and `Endpoint`; faults never see the JSON.
+`container_state`, `endpoint_of` and `listed_container` read the Engine's inspect and
+list JSON once, here, into agent.model's `ContainerState`, `Endpoint` and
+`ListedContainer`; faults never see the JSON.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from agent.adapters.docker_engine import DockerEngine
-from agent.model import ContainerState, Endpoint
+from agent.adapters.docker_engine import DockerEngine, group_of, own_container_id
+from agent.model import ContainerState, Endpoint, ListedContainer, NetAddress
 
 
 def endpoint_of(network: str, net: Mapping[str, Any]) -> Endpoint:
@@ -31,6 +32,34 @@ def endpoint_of(network: str, net: Mapping[str, Any]) -> Endpoint:
     )
 
 
+def addresses_of(nets: Mapping[str, Any]) -> tuple[NetAddress, ...]:
+    """Each network's IPv4 and global IPv6 address with prefix length and gateway."""
+    out = []
+    for name, net in nets.items():
+        if not net:
+            continue
+        for v6, (ip_key, len_key, gw_key) in (
+            (False, ("IPAddress", "IPPrefixLen", "Gateway")),
+            (True, ("GlobalIPv6Address", "GlobalIPv6PrefixLen", "IPv6Gateway")),
+        ):
+            ip, gateway = str(net.get(ip_key) or ""), str(net.get(gw_key) or "")
+            if ip or gateway:
+                out.append(NetAddress(name, v6, ip, int(net.get(len_key) or 0), gateway))
+    return tuple(out)
+
+
+def published_ports(info: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """(port, protocol) of every port bound on the host, sorted."""
+    ports = ((info.get("NetworkSettings") or {}).get("Ports")) or {}
+    out = []
+    for key, bindings in ports.items():
+        if bindings and "/" in key:
+            port, proto = key.split("/", 1)
+            if port.isdigit() and proto in ("tcp", "udp", "sctp"):
+                out.append((port, proto))
+    return tuple(sorted(out))
+
+
 def container_state(info: Mapping[str, Any]) -> ContainerState:
     """An inspect answer as the faults read it."""
     state = info.get("State") or {}
@@ -44,6 +73,31 @@ def container_state(info: Mapping[str, Any]) -> ContainerState:
         status=str(state.get("Status") or ""),
         pid=int(state.get("Pid") or 0),
         networks={name: endpoint_of(name, net or {}) for name, net in nets.items()},
+        name=str(info.get("Name") or "").lstrip("/"),
+        image=str(info.get("Image") or ""),
+        labels=dict((info.get("Config") or {}).get("Labels") or {}),
+        pid_mode=str((info.get("HostConfig") or {}).get("PidMode") or ""),
+        addresses=addresses_of(nets),
+        published=published_ports(info),
+    )
+
+
+def listed_container(entry: Mapping[str, Any]) -> ListedContainer:
+    """A list entry (GET /containers/json) as the namespace faults read it."""
+    cid = str(entry.get("Id") or "")
+    labels = dict(entry.get("Labels") or {})
+    name = str((entry.get("Names") or [cid[:12]])[0]).lstrip("/")
+    nets = [n for n in ((entry.get("NetworkSettings") or {}).get("Networks") or {}).values() if n]
+    return ListedContainer(
+        id=cid,
+        name=name,
+        group=group_of(labels, name),
+        running=entry.get("State") == "running",
+        network_mode=str((entry.get("HostConfig") or {}).get("NetworkMode", "")),
+        created=float(entry.get("Created") or 0),
+        labels=labels,
+        ipv4=tuple(str(n["IPAddress"]) for n in nets if n.get("IPAddress")),
+        ipv6=tuple(str(n["GlobalIPv6Address"]) for n in nets if n.get("GlobalIPv6Address")),
     )
 
 
@@ -61,13 +115,29 @@ def connect_args(ep: Endpoint) -> dict[str, Any]:
 
 
 class DockerContainers:
-    """ContainerLifecycle and NetworkAttachments (agent/faults/ports.py) on a DockerEngine."""
+    """ContainerLifecycle, NetworkAttachments and NamespaceTargets (agent/faults/ports.py)
+    on a DockerEngine."""
 
     def __init__(self, docker: DockerEngine) -> None:
         self.docker = docker
 
     def state(self, container: str) -> ContainerState:
         return container_state(self.docker.inspect(container))
+
+    def containers(self, label: str | None = None) -> list[ListedContainer]:
+        return [listed_container(e) for e in self.docker.list_containers(label)]
+
+    def own_id(self) -> str:
+        return own_container_id()
+
+    def run_helper(self, spec: dict[str, Any], about: str) -> str:
+        return self.docker.run_helper(spec, about)
+
+    def exec_run(self, container: str, argv: Sequence[str]) -> tuple[int, str, str]:
+        return self.docker.exec_run(container, argv)
+
+    def remove(self, container: str) -> None:
+        self.docker.remove(container)
 
     def start(self, container: str) -> None:
         self.docker.start(container)

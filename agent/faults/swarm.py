@@ -22,8 +22,10 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from agent.adapters.docker_engine import DockerEngine
+from agent.adapters.docker_ports import DockerContainers
 from agent.errors import NotEligible, TargetGone
 from agent.faults.base import Fault
+from agent.faults.ports import ContainerLifecycle
 from agent.model import SWARM_SERVICE_ID, ActiveFault, HealOutcome, Target
 from agent.swarm import SwarmCluster, convergence, is_task, refusal
 
@@ -40,12 +42,12 @@ class SwarmAware:
     def __init__(
         self,
         inner: Fault,
-        docker: DockerEngine,
+        containers: ContainerLifecycle,
         cluster: SwarmCluster,
         route: NetnsRoute | None = None,
     ) -> None:
         self.inner = inner
-        self.docker = docker
+        self.containers = containers
         self.cluster = cluster
         self.name = inner.name
         self.kind = inner.kind
@@ -82,19 +84,15 @@ class SwarmAware:
     def describe(self, record: ActiveFault) -> str:
         return self.inner.describe(record)
 
-    def _task_info(self, record: ActiveFault) -> dict[str, Any] | None:
-        """The task container's inspect, None when it is not a task (or gone)."""
+    def _task_labels(self, record: ActiveFault) -> dict[str, str] | None:
+        """The task container's labels, None when it is not a task (or gone)."""
         if record.target_kind != "container":
             return None
         try:
-            info = self.docker.inspect(record.target_id)
+            labels = dict(self.containers.state(record.target_id).labels)
         except TargetGone:
             return None
-        return info if is_task((info.get("Config") or {}).get("Labels") or {}) else None
-
-    def _task_labels(self, record: ActiveFault) -> dict[str, str] | None:
-        info = self._task_info(record)
-        return None if info is None else dict(info["Config"]["Labels"])
+        return labels if is_task(labels) else None
 
     def inject(self, record: ActiveFault) -> Mapping[str, Any]:
         labels = self._task_labels(record) if self.name in REPLACED_BY_SWARM else None
@@ -106,9 +104,9 @@ class SwarmAware:
         if reason:
             raise NotEligible(reason)
         if self.name == "kill":
-            self.docker.kill(record.target_id, str(record.params.get("signal", "SIGKILL")))
+            self.containers.kill(record.target_id, str(record.params.get("signal", "SIGKILL")))
         else:
-            self.docker.stop(record.target_id, float(record.params.get("timeout", 10)))
+            self.containers.stop(record.target_id, float(record.params.get("timeout", 10)))
         return {"via": "swarm", "swarm_service": service_id}
 
     def heal(self, record: ActiveFault) -> HealOutcome:
@@ -150,8 +148,11 @@ def swarm_aware(
     route: NetnsRoute | None = None,
 ) -> list[Fault]:
     """Wrap the container faults (process faults are left as they are)."""
+    containers = DockerContainers(docker)
     if route is None and any(hasattr(f, "opener") for f in faults):
         from agent.faults.network.route import NetnsRoute  # network faults only: imported late
 
-        route = NetnsRoute(docker, cluster)
-    return [SwarmAware(f, docker, cluster, route) if f.kind == "container" else f for f in faults]
+        route = NetnsRoute(containers, cluster)
+    return [
+        SwarmAware(f, containers, cluster, route) if f.kind == "container" else f for f in faults
+    ]

@@ -47,11 +47,12 @@ __all__ = [
 
 def network_faults(docker: DockerEngine, config: Config) -> list[Fault]:
     """Every network fault; `unavailable()` says which this host cannot do."""
+    containers = DockerContainers(docker)
     return [
-        Partition(docker, config),
-        Loss(docker, config),
-        Latency(docker, config),
-        Jitter(docker, config),
-        Bandwidth(docker, config),
-        Disconnect(DockerContainers(docker)),
+        Partition(containers, config),
+        Loss(containers, config),
+        Latency(containers, config),
+        Jitter(containers, config),
+        Bandwidth(containers, config),
+        Disconnect(containers),
     ]

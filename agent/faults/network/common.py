@@ -15,56 +15,43 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from agent.adapters import hostpid, netns
-from agent.adapters.docker_engine import DockerEngine, own_container_id
-from agent.adapters.docker_ports import container_state
 from agent.config import Config
 from agent.errors import AgentError, IdentityChanged, TargetGone, Unsupported
 from agent.faults.container import parse_started_at
+from agent.faults.ports import NamespaceTargets
 from agent.model import ActiveFault, HealOutcome, Target, TargetKind
 
 # How a fault enters the target's namespace: open_pinned (nsenter on a pinned fd), or a
 # helper container joining it (agent/faults/network/helper.py, Swarm tasks).
-Opener = Callable[[DockerEngine, ActiveFault], netns.NetnsHandle]
+Opener = Callable[[NamespaceTargets, ActiveFault], netns.NetnsHandle]
 
 # --- identity ------------------------------------------------------------------------------
 
 
-def networks_of(info: Mapping[str, Any]) -> dict[str, Any]:
-    return dict((info.get("NetworkSettings") or {}).get("Networks") or {})
-
-
-def is_same_instance(info: Mapping[str, Any], record: ActiveFault) -> bool:
-    return container_state(info).same_running_instance(record)
-
-
-def open_pinned(docker: DockerEngine, record: ActiveFault) -> netns.NetnsHandle:
+def open_pinned(targets: NamespaceTargets, record: ActiveFault) -> netns.NetnsHandle:
     """The target's namespace, pinned; IdentityChanged if it is not the recorded instance.
 
     TargetGone if the container no longer exists. The PID comes from a fresh inspect,
     and a second inspect after opening the fd proves the fd is that instance's namespace.
     """
-    info = docker.inspect(record.target_id)
-    if not is_same_instance(info, record):
-        raise IdentityChanged(changed_reason(info, record))
-    pid = int(info["State"]["Pid"])
+    st = targets.state(record.target_id)
+    if not st.same_running_instance(record):
+        raise IdentityChanged(st.changed_reason(record))
+    pid = st.pid
     reason = netns.host_pid_visible(pid) or hostpid.identity_reason(
-        pid, record.target_id, parse_started_at(str(info["State"].get("StartedAt") or ""))
+        pid, record.target_id, parse_started_at(st.started_at)
     )
     if reason:  # a PID from a remote engine may be an unrelated local process
         raise Unsupported(reason)
     handle = netns.NetnsHandle(pid)
     try:
-        again = docker.inspect(record.target_id)
-        if not is_same_instance(again, record) or int(again["State"]["Pid"]) != pid:
-            raise IdentityChanged(changed_reason(again, record))
+        again = targets.state(record.target_id)
+        if not again.same_running_instance(record) or again.pid != pid:
+            raise IdentityChanged(again.changed_reason(record))
     except BaseException:
         handle.close()
         raise
     return handle
-
-
-def changed_reason(info: Mapping[str, Any], record: ActiveFault) -> str:
-    return container_state(info).changed_reason(record)
 
 
 def shared_namespace_reason(target: Target) -> str | None:
@@ -99,8 +86,8 @@ class NetnsFault:
     name = ""
     kind: TargetKind = "container"
 
-    def __init__(self, docker: DockerEngine, config: Config | None = None) -> None:
-        self.docker = docker
+    def __init__(self, targets: NamespaceTargets, config: Config | None = None) -> None:
+        self.targets = targets
         self.config = config
         # the seam: how the namespace is entered, and what can be done there
         self.opener: Opener = open_pinned
@@ -108,7 +95,7 @@ class NetnsFault:
 
     # protocol ------------------------------------------------------------------
     def unavailable(self) -> str | None:
-        return self._capability() or pid_namespace_reason(self.docker)
+        return self._capability() or pid_namespace_reason(self.targets)
 
     def _capability(self) -> str | None:
         raise NotImplementedError
@@ -127,7 +114,7 @@ class NetnsFault:
 
     def inject(self, record: ActiveFault) -> Mapping[str, Any]:
         netns.check_fault_id(record.fault_id)
-        with self.opener(self.docker, record) as ns:
+        with self.opener(self.targets, record) as ns:
             facts = self._apply(ns, record)
             facts["netns_inode"] = ns.inode
             return facts
@@ -135,7 +122,7 @@ class NetnsFault:
     def heal(self, record: ActiveFault) -> HealOutcome:
         netns.check_fault_id(record.fault_id)
         try:
-            handle = self.opener(self.docker, record)
+            handle = self.opener(self.targets, record)
         except TargetGone:
             return HealOutcome(True, "gone", f"{record.target_name} no longer exists")
         except IdentityChanged as exc:
@@ -160,16 +147,16 @@ class NetnsFault:
         raise NotImplementedError
 
 
-def pid_namespace_reason(docker: DockerEngine) -> str | None:
+def pid_namespace_reason(targets: NamespaceTargets) -> str | None:
     """When the agent runs in a container it needs the host PID namespace."""
-    own = own_container_id()
+    own = targets.own_id()
     if not own:
         return None
     try:
-        info = docker.inspect(own)
+        st = targets.state(own)
     except AgentError:
         return None
-    if (info.get("HostConfig") or {}).get("PidMode") != "host":
+    if st.pid_mode != "host":
         return (
             "the agent's container is not in the host PID namespace: "
             "it cannot enter containers' namespaces (set pid: host)"

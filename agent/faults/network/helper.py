@@ -25,9 +25,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from agent.adapters import netns
-from agent.adapters.docker_engine import DockerEngine, own_container_id
 from agent.errors import AgentError, FaultFailed, IdentityChanged, TargetGone
-from agent.faults.network.common import changed_reason, is_same_instance
+from agent.faults.ports import NamespaceTargets
 from agent.model import LABEL_AGENT, LABEL_NETNS_HELPER, ActiveFault
 
 IMAGE_ENV = "CHAOS_NETNS_HELPER_IMAGE"
@@ -37,14 +36,14 @@ STALE_AFTER_S = 60.0  # a helper older than this belongs to no inject or heal in
 _INODE = re.compile(r"net:\[(\d+)\]")
 
 
-def helper_image(docker: DockerEngine) -> str:
+def helper_image(targets: NamespaceTargets) -> str:
     """$CHAOS_NETNS_HELPER_IMAGE, else the agent's own container's image, else the default."""
     if os.environ.get(IMAGE_ENV):
         return os.environ[IMAGE_ENV]
-    own = own_container_id()
+    own = targets.own_id()
     if own:
         try:
-            return str(docker.inspect(own).get("Image") or DEFAULT_IMAGE)
+            return targets.state(own).image or DEFAULT_IMAGE
         except AgentError:
             pass
     return DEFAULT_IMAGE
@@ -71,9 +70,9 @@ class HelperNetns(netns.NetnsHandle):
     """A namespace entered by `exec` in a helper container: the same `run(argv)` (and so
     every query of NetnsHandle) as the nsenter route. Close it to remove the helper."""
 
-    def __init__(self, docker: DockerEngine, helper_id: str, where: str) -> None:
+    def __init__(self, targets: NamespaceTargets, helper_id: str, where: str) -> None:
         # not NetnsHandle.__init__: there is no local PID or fd, the helper is the pin
-        self.docker = docker
+        self.targets = targets
         self.helper_id = helper_id
         self.where = where
         self.pid = 0
@@ -92,60 +91,62 @@ class HelperNetns(netns.NetnsHandle):
         if self.helper_id:
             helper, self.helper_id = self.helper_id, ""
             try:
-                self.docker.remove(helper)
+                self.targets.remove(helper)
             except AgentError:
                 pass  # gone already, or the engine is away: its sleep ends, AutoRemove
 
     def run(self, argv: Sequence[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
         if not self.helper_id:
             raise FaultFailed("namespace helper already removed")
-        code, out, err = self.docker.exec_run(self.helper_id, argv)
+        code, out, err = self.targets.exec_run(self.helper_id, argv)
         result = subprocess.CompletedProcess(list(argv), code, out, err)
         return netns.checked(argv, result, self.where, check=check)
 
 
-def _start(docker: DockerEngine, container_id: str, purpose: str, where: str) -> HelperNetns:
-    spec = helper_spec(helper_image(docker), f"container:{container_id}", purpose)
-    helper = docker.run_helper(spec, about=container_id)
-    return HelperNetns(docker, helper, where)
+def _start(targets: NamespaceTargets, container_id: str, purpose: str, where: str) -> HelperNetns:
+    spec = helper_spec(helper_image(targets), f"container:{container_id}", purpose)
+    helper = targets.run_helper(spec, about=container_id)
+    return HelperNetns(targets, helper, where)
 
 
-def open_via_helper(docker: DockerEngine, record: ActiveFault) -> netns.NetnsHandle:
+def open_via_helper(targets: NamespaceTargets, record: ActiveFault) -> netns.NetnsHandle:
     """The recorded container's namespace through a helper; IdentityChanged if the
     container is not the recorded instance, TargetGone if it no longer exists."""
-    info = docker.inspect(record.target_id)
-    if not is_same_instance(info, record):
-        raise IdentityChanged(changed_reason(info, record))
+    st = targets.state(record.target_id)
+    if not st.same_running_instance(record):
+        raise IdentityChanged(st.changed_reason(record))
     try:
-        handle = _start(docker, str(info["Id"]), record.fault_id, record.target_name)
+        handle = _start(targets, st.id, record.fault_id, record.target_name)
     except FaultFailed:
-        again = docker.inspect(record.target_id)  # it stopped meanwhile: not ours any more
-        if not is_same_instance(again, record):
-            raise IdentityChanged(changed_reason(again, record)) from None
+        again = targets.state(record.target_id)  # it stopped meanwhile: not ours any more
+        if not again.same_running_instance(record):
+            raise IdentityChanged(again.changed_reason(record)) from None
         raise
     try:
-        again = docker.inspect(record.target_id)
-        if not is_same_instance(again, record):
-            raise IdentityChanged(changed_reason(again, record))
+        again = targets.state(record.target_id)
+        if not again.same_running_instance(record):
+            raise IdentityChanged(again.changed_reason(record))
     except BaseException:
         handle.close()
         raise
     return handle
 
 
-def open_current_via_helper(docker: DockerEngine, container_id: str) -> netns.NetnsHandle | None:
+def open_current_via_helper(
+    targets: NamespaceTargets, container_id: str
+) -> netns.NetnsHandle | None:
     """The namespace of whatever instance of the container runs now (the sweep), or None."""
     try:
-        return _start(docker, container_id, "sweep", container_id[:12])
+        return _start(targets, container_id, "sweep", container_id[:12])
     except (TargetGone, FaultFailed):
         return None  # gone, or stopped meanwhile: no namespace to sweep
 
 
-def helper_capabilities(docker: DockerEngine) -> netns.Capabilities:
+def helper_capabilities(targets: NamespaceTargets) -> netns.Capabilities:
     """netns.capabilities' kernel checks, run in a helper with a namespace of its own."""
     try:
-        spec = helper_spec(helper_image(docker), "none", "probe")
-        helper = HelperNetns(docker, docker.run_helper(spec, about="probe"), "probe")
+        spec = helper_spec(helper_image(targets), "none", "probe")
+        helper = HelperNetns(targets, targets.run_helper(spec, about="probe"), "probe")
     except AgentError as exc:
         reason = f"cannot start a namespace helper container: {exc.one_line()}"
         return netns.probe_features(reason, lambda _argv: reason, lambda _tool: True)
@@ -167,19 +168,19 @@ def helper_capabilities(docker: DockerEngine) -> netns.Capabilities:
         return netns.probe_features(None, scratch, lambda _tool: True)
 
 
-def remove_stale_helpers(docker: DockerEngine, now: float | None = None) -> list[str]:
+def remove_stale_helpers(targets: NamespaceTargets, now: float | None = None) -> list[str]:
     """Remove helper containers older than STALE_AFTER_S (left by an agent that died
     during an inject or heal). One description per removed helper."""
     now = time.time() if now is None else now
     removed = []
-    for entry in docker.list_containers(label_filter=LABEL_NETNS_HELPER):
-        if now - float(entry.get("Created") or 0) < STALE_AFTER_S:
+    for helper in targets.containers(LABEL_NETNS_HELPER):
+        if now - helper.created < STALE_AFTER_S:
             continue
-        cid = str(entry.get("Id", ""))
+        cid = helper.id
         try:
-            docker.remove(cid)
+            targets.remove(cid)
         except TargetGone:
             continue
-        purpose = (entry.get("Labels") or {}).get(LABEL_NETNS_HELPER, "")
+        purpose = helper.labels.get(LABEL_NETNS_HELPER, "")
         removed.append(f"stale namespace helper {cid[:12]} ({purpose[:20]})")
     return removed

@@ -7,11 +7,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from agent.adapters import netns
-from agent.adapters.docker_engine import group_of, own_container_id
 from agent.errors import AgentError, FaultFailed
 from agent.fault_params import choice_problem, missing_partner, param, percent_problem
-from agent.faults.network.common import NetnsFault, networks_of
-from agent.model import ActiveFault, Target
+from agent.faults.network.common import NetnsFault
+from agent.model import ActiveFault, ContainerState, ListedContainer, Target
 
 
 class _IptablesFault(NetnsFault):
@@ -26,21 +25,17 @@ class _IptablesFault(NetnsFault):
         )
 
     def _apply(self, ns: netns.NetnsHandle, record: ActiveFault) -> dict[str, Any]:
-        info = self.docker.inspect(record.target_id)
+        st = self.targets.state(record.target_id)
         caps = self.caps()
         families = ["iptables"]
-        if caps.ip6tables is None and any(
-            (n or {}).get("GlobalIPv6Address") for n in networks_of(info).values()
-        ):
+        if caps.ip6tables is None and any(ep.ipv6 for ep in st.networks.values()):
             families.append("ip6tables")
         exempt = self._exempt_ips()
         facts: dict[str, Any] = {"families": families}
         facts["preexisting_filter"] = [f for f in families if netns.filter_table_exists(ns, f)]
         for family in families:
             v6 = family == "ip6tables"
-            plan = self._plan(
-                record, info, v6=v6, exempt=[ip for ip in exempt if (":" in ip) == v6]
-            )
+            plan = self._plan(record, st, v6=v6, exempt=[ip for ip in exempt if (":" in ip) == v6])
             netns.install(ns, family, record.fault_id, plan)
         return facts
 
@@ -56,25 +51,18 @@ class _IptablesFault(NetnsFault):
         return removed
 
     def _plan(
-        self, record: ActiveFault, info: Mapping[str, Any], *, v6: bool, exempt: Sequence[str]
+        self, record: ActiveFault, st: ContainerState, *, v6: bool, exempt: Sequence[str]
     ) -> netns.ChainPlan:
         raise NotImplementedError
 
     def _exempt_ips(self) -> list[str]:
         """The agent's control path: its own container's addresses and the coordinator."""
         ips: list[str] = []
-        own = own_container_id()
+        own = self.targets.own_id()
         if own:
             try:
-                for net in networks_of(self.docker.inspect(own)).values():
-                    ips += [
-                        a
-                        for a in (
-                            (net or {}).get("IPAddress"),
-                            (net or {}).get("GlobalIPv6Address"),
-                        )
-                        if a
-                    ]
+                for ep in self.targets.state(own).networks.values():
+                    ips += [a for a in (ep.ipv4, ep.ipv6) if a]
             except AgentError:
                 pass
         coord = self.config.coordinator if self.config else None
@@ -102,25 +90,31 @@ def _drop_peers(direction: str, peers: Sequence[str]) -> list[netns.RuleSpec]:
     return [netns.RuleSpec((addr, ip, "-j", "DROP")) for ip in peers]
 
 
-def _published_ports(info: Mapping[str, Any]) -> list[tuple[str, str]]:
-    ports = ((info.get("NetworkSettings") or {}).get("Ports")) or {}
-    out = []
-    for key, bindings in ports.items():
-        if bindings and "/" in key:
-            port, proto = key.split("/", 1)
-            if port.isdigit() and proto in ("tcp", "udp", "sctp"):
-                out.append((port, proto))
-    return sorted(out)
+def _peer_ips(peers: Sequence[ListedContainer], *, v6: bool) -> list[str]:
+    return sorted({ip for peer in peers for ip in (peer.ipv6 if v6 else peer.ipv4)})
 
 
-def _peer_ips(entries: Sequence[Mapping[str, Any]], *, v6: bool) -> list[str]:
-    ips = []
-    for entry in entries:
-        for net in ((entry.get("NetworkSettings") or {}).get("Networks") or {}).values():
-            addr = (net or {}).get("GlobalIPv6Address" if v6 else "IPAddress")
-            if addr:
-                ips.append(str(addr))
-    return sorted(set(ips))
+def _keep_published_ports(plan: netns.ChainPlan, st: ContainerState, *, v6: bool) -> None:
+    """host_ports = false: published ports stay reachable from the host and outside,
+    not from the peers on the container's own networks."""
+    addresses = [a for a in st.addresses if a.v6 == v6]
+    gateways = sorted({a.gateway for a in addresses} - {""})
+    subnets = [f"{a.ip}/{a.prefix}" for a in addresses if a.ip and a.prefix]
+    ports = st.published
+    for gw in gateways:
+        for port, proto in ports:
+            plan.ingress.append(
+                netns.RuleSpec(("-s", gw, "-p", proto, "--dport", port, "-j", "RETURN"))
+            )
+            plan.egress.append(
+                netns.RuleSpec(("-d", gw, "-p", proto, "--sport", port, "-j", "RETURN"))
+            )
+    for subnet in subnets:
+        plan.ingress.append(netns.RuleSpec(("-s", subnet, "-j", "DROP")))
+        plan.egress.append(netns.RuleSpec(("-d", subnet, "-j", "DROP")))
+    for port, proto in ports:
+        plan.ingress.append(netns.RuleSpec(("-p", proto, "--dport", port, "-j", "RETURN")))
+        plan.egress.append(netns.RuleSpec(("-p", proto, "--sport", port, "-j", "RETURN")))
 
 
 class Partition(_IptablesFault):
@@ -142,7 +136,7 @@ class Partition(_IptablesFault):
         return f"partition {record.target_name} ({mode}{extra}) for {seconds:g}s"
 
     def _plan(
-        self, record: ActiveFault, info: Mapping[str, Any], *, v6: bool, exempt: Sequence[str]
+        self, record: ActiveFault, st: ContainerState, *, v6: bool, exempt: Sequence[str]
     ) -> netns.ChainPlan:
         params = {k: param(record.params, "partition", k) for k in ("mode", "from_group")}
         mode = str(params["mode"])
@@ -153,18 +147,18 @@ class Partition(_IptablesFault):
         plan = netns.ChainPlan(_base("in", exempt), _base("out", exempt))
         if mode == "isolate":
             if not param(record.params, "partition", "host_ports"):
-                self._keep_published_ports(plan, info, v6=v6)
+                _keep_published_ports(plan, st, v6=v6)
             plan.ingress.append(netns.RuleSpec(("-j", "DROP")))
             plan.egress.append(netns.RuleSpec(("-j", "DROP")))
             return plan
         if mode == "from":
             group = str(params["from_group"])
-            peers = [e for e in self._running() if self._group(e) == group]
+            peers = [c for c in self._running() if c.group == group]
         else:  # split
             peers = self._other_side(record)
         ips = [
             ip
-            for ip in _peer_ips([p for p in peers if p.get("Id") != record.target_id], v6=v6)
+            for ip in _peer_ips([p for p in peers if p.id != record.target_id], v6=v6)
             if ip not in exempt
         ]
         if not ips and not v6:
@@ -173,57 +167,19 @@ class Partition(_IptablesFault):
         plan.egress += _drop_peers("out", ips)
         return plan
 
-    def _keep_published_ports(
-        self, plan: netns.ChainPlan, info: Mapping[str, Any], *, v6: bool
-    ) -> None:
-        """host_ports = false: published ports stay reachable from the host and outside,
-        not from the peers on the container's own networks."""
-        nets = networks_of(info).values()
-        gateways = sorted(
-            {n.get("IPv6Gateway" if v6 else "Gateway") for n in nets if n} - {None, ""}
-        )
-        subnets = []
-        for n in nets:
-            addr = (n or {}).get("GlobalIPv6Address" if v6 else "IPAddress")
-            plen = (n or {}).get("GlobalIPv6PrefixLen" if v6 else "IPPrefixLen")
-            if addr and plen:
-                subnets.append(f"{addr}/{plen}")
-        ports = _published_ports(info)
-        for gw in gateways:
-            for port, proto in ports:
-                plan.ingress.append(
-                    netns.RuleSpec(("-s", gw, "-p", proto, "--dport", port, "-j", "RETURN"))
-                )
-                plan.egress.append(
-                    netns.RuleSpec(("-d", gw, "-p", proto, "--sport", port, "-j", "RETURN"))
-                )
-        for subnet in subnets:
-            plan.ingress.append(netns.RuleSpec(("-s", subnet, "-j", "DROP")))
-            plan.egress.append(netns.RuleSpec(("-d", subnet, "-j", "DROP")))
-        for port, proto in ports:
-            plan.ingress.append(netns.RuleSpec(("-p", proto, "--dport", port, "-j", "RETURN")))
-            plan.egress.append(netns.RuleSpec(("-p", proto, "--sport", port, "-j", "RETURN")))
+    def _running(self) -> list[ListedContainer]:
+        return [c for c in self.targets.containers() if c.running]
 
-    def _running(self) -> list[dict[str, Any]]:
-        return [e for e in self.docker.list_containers() if e.get("State") == "running"]
-
-    @staticmethod
-    def _group(entry: Mapping[str, Any]) -> str:
-        names = entry.get("Names") or [str(entry.get("Id", ""))[:12]]
-        return group_of(dict(entry.get("Labels") or {}), str(names[0]).lstrip("/"))
-
-    def _other_side(self, record: ActiveFault) -> list[dict[str, Any]]:
+    def _other_side(self, record: ActiveFault) -> list[ListedContainer]:
         """The group's running members sorted by name, cut in two halves; the other half."""
         members = sorted(
-            (e for e in self._running() if self._group(e) == record.group),
-            key=lambda e: (str((e.get("Names") or [""])[0]), str(e.get("Id"))),
+            (c for c in self._running() if c.group == record.group), key=lambda c: (c.name, c.id)
         )
-        ids = [e.get("Id") for e in members]
-        if record.target_id not in ids or len(members) < 2:
+        if record.target_id not in [c.id for c in members] or len(members) < 2:
             raise FaultFailed(f"partition split: group {record.group} needs 2 running members")
         half = (len(members) + 1) // 2
         first, second = members[:half], members[half:]
-        return second if record.target_id in [e.get("Id") for e in first] else first
+        return second if record.target_id in [c.id for c in first] else first
 
 
 class Loss(_IptablesFault):
@@ -241,7 +197,7 @@ class Loss(_IptablesFault):
         )
 
     def _plan(
-        self, record: ActiveFault, info: Mapping[str, Any], *, v6: bool, exempt: Sequence[str]
+        self, record: ActiveFault, st: ContainerState, *, v6: bool, exempt: Sequence[str]
     ) -> netns.ChainPlan:
         percent = float(param(record.params, "loss", "percent"))
         problem = percent_problem(percent)

@@ -9,7 +9,6 @@ same route.
 from __future__ import annotations
 
 from agent.adapters import netns
-from agent.adapters.docker_engine import DockerEngine
 from agent.errors import AgentError, Unsupported
 from agent.faults.network.common import open_pinned, pid_namespace_reason
 from agent.faults.network.helper import (
@@ -19,6 +18,7 @@ from agent.faults.network.helper import (
     remove_stale_helpers,
 )
 from agent.faults.network.sweep import open_current_pinned, sweep_network_leftovers
+from agent.faults.ports import NamespaceTargets
 from agent.model import ActiveFault
 from agent.swarm import SwarmCluster
 
@@ -33,8 +33,8 @@ class NetnsRoute:
     probed in a helper too (the agent's own container may have none of them).
     """
 
-    def __init__(self, docker: DockerEngine, cluster: SwarmCluster) -> None:
-        self.docker = docker
+    def __init__(self, targets: NamespaceTargets, cluster: SwarmCluster) -> None:
+        self.targets = targets
         self.cluster = cluster
         self._swarm: bool | None = None
         self._local: bool | None = None
@@ -53,35 +53,37 @@ class NetnsRoute:
         if self._local is None:
             found = netns.capabilities()
             usable = found.iptables is None or found.tc is None
-            self._local = usable and pid_namespace_reason(self.docker) is None
+            self._local = usable and pid_namespace_reason(self.targets) is None
         return self._local
 
     def caps(self) -> netns.Capabilities:
         if not self.swarm() or self.local():
             return netns.capabilities()
         if self._caps is None:
-            self._caps = helper_capabilities(self.docker)
+            self._caps = helper_capabilities(self.targets)
         return self._caps
 
-    def open(self, docker: DockerEngine, record: ActiveFault) -> netns.NetnsHandle:
+    def open(self, targets: NamespaceTargets, record: ActiveFault) -> netns.NetnsHandle:
         if not self.swarm():
-            return open_pinned(docker, record)
+            return open_pinned(targets, record)
         if self.local():
             try:
-                return open_pinned(docker, record)
+                return open_pinned(targets, record)
             except Unsupported:
                 pass  # its PID is not its process here: through the node's engine
-        return open_via_helper(docker, record)
+        return open_via_helper(targets, record)
 
-    def open_current(self, docker: DockerEngine, container_id: str) -> netns.NetnsHandle | None:
-        handle = open_current_pinned(docker, container_id) if self.local() else None
+    def open_current(
+        self, targets: NamespaceTargets, container_id: str
+    ) -> netns.NetnsHandle | None:
+        handle = open_current_pinned(targets, container_id) if self.local() else None
         if handle is None and self.swarm():
-            handle = open_current_via_helper(docker, container_id)
+            handle = open_current_via_helper(targets, container_id)
         return handle
 
     def sweep(self, owned: set[str], only: set[str]) -> list[str]:
         """The start-up sweep through the same route (plus stale helper containers)."""
-        removed = remove_stale_helpers(self.docker) if self.swarm() else []
+        removed = remove_stale_helpers(self.targets) if self.swarm() else []
         return removed + sweep_network_leftovers(
-            self.docker, owned, only=only, open_current=self.open_current, caps=self.caps
+            self.targets, owned, only=only, open_current=self.open_current, caps=self.caps
         )

@@ -5,21 +5,20 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from agent.adapters import hostpid, netns
-from agent.adapters.docker_engine import DockerEngine
 from agent.errors import IdentityChanged, TargetGone, Unsupported
 from agent.faults.container import parse_started_at
+from agent.faults.ports import NamespaceTargets
 
 # the namespace of the container's running instance, or None (how the sweep enters it)
-CurrentOpener = Callable[[DockerEngine, str], netns.NetnsHandle | None]
+CurrentOpener = Callable[[NamespaceTargets, str], netns.NetnsHandle | None]
 
 
-def open_current_pinned(docker: DockerEngine, container_id: str) -> netns.NetnsHandle | None:
+def open_current_pinned(targets: NamespaceTargets, container_id: str) -> netns.NetnsHandle | None:
     """nsenter route: the running instance's namespace pinned by an fd, or None when its
     PID is not visible here or is not its process here (a remote engine's PID)."""
-    info = docker.inspect(container_id)
-    state = info.get("State") or {}
-    pid = int(state.get("Pid") or 0)
-    started = parse_started_at(str(state.get("StartedAt") or ""))
+    st = targets.state(container_id)
+    pid = st.pid
+    started = parse_started_at(st.started_at)
     if (
         pid <= 1
         or netns.host_pid_visible(pid)
@@ -27,14 +26,14 @@ def open_current_pinned(docker: DockerEngine, container_id: str) -> netns.NetnsH
     ):
         return None
     handle = netns.NetnsHandle(pid)
-    if int((docker.inspect(container_id).get("State") or {}).get("Pid") or 0) != pid:
+    if targets.state(container_id).pid != pid:
         handle.close()
         return None
     return handle
 
 
 def sweep_network_leftovers(
-    docker: DockerEngine,
+    targets: NamespaceTargets,
     owned_fault_ids: set[str],
     *,
     only: set[str] | None = None,
@@ -50,16 +49,15 @@ def sweep_network_leftovers(
     owned_handles = {netns.tc_handle(fid) for fid in owned_fault_ids}
     removed: list[str] = []
     seen: set[int] = set()
-    for entry in docker.list_containers():
-        mode = str((entry.get("HostConfig") or {}).get("NetworkMode", ""))
-        if entry.get("State") != "running" or mode == "host" or mode.startswith("container:"):
+    for listed in targets.containers():
+        mode = listed.network_mode
+        if not listed.running or mode == "host" or mode.startswith("container:"):
             continue
-        cid = str(entry.get("Id", ""))
+        cid, name = listed.id, listed.name
         if only is not None and cid not in only:
             continue
-        name = str((entry.get("Names") or [cid[:12]])[0]).lstrip("/")
         try:
-            handle = open_current(docker, cid)
+            handle = open_current(targets, cid)
             if handle is None:
                 continue
             with handle as ns:
