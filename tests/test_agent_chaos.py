@@ -696,8 +696,10 @@ def test_docker_daemon_restart_injects_nothing_while_away_then_reconciles(
     time.sleep(11)  # Docker applies restart policies only to containers that ran 10 s
     state = tmp_path / "state"
     watchdogs.append(state)
+    # max_concurrent 2: with the fault active the gate stays open, so attempts reach
+    # discovery while the daemon is away (with 1 they stop at the gate, never asking it)
     cfg = write_config(
-        tmp_path, value, agent={"watchdog": False},
+        tmp_path, value, agent={"watchdog": False}, targets={"max_concurrent": 2},
         schedule={"duration": "20s", "mean_interval": "0.5s", "min_gap": "0.3s"},
         extra='[faults]\nenabled = ["pause"]\n',
     )  # fmt: skip

@@ -202,3 +202,16 @@ def test_chunked_bodies_are_put_back_together() -> None:
     for torn in (b"5\r\nhel", b"5\r\nhello\r\n", b"zz\r\nhello\r\n0\r\n\r\n"):
         with pytest.raises(_BadResponse):
             _dechunk(torn)
+
+
+def test_the_engine_is_resolved_once_and_never_swapped_mid_run(monkeypatch) -> None:
+    """dockerd removes its socket on exit; Podman's may exist: the agent must then find its
+    engine unavailable, not list (and heal against) another engine's containers."""
+    from agent.adapters import docker_engine
+
+    seen = iter(["unix:///var/run/docker.sock", "unix:///run/podman/podman.sock"])
+    monkeypatch.setattr(docker_engine, "docker_endpoint", lambda: next(seen))
+    engine = docker_engine.DockerEngine()
+    assert engine._local_socket() == "/var/run/docker.sock"
+    assert engine._local_socket() == "/var/run/docker.sock"  # not Podman's, later
+    assert "at unix:///var/run/docker.sock" in engine._unavailable(OSError("gone")).message

@@ -159,30 +159,39 @@ class DockerEngine:
 
     def __init__(self, base_url: str | None = None, timeout: float = 30.0) -> None:
         self._base_url = base_url
+        self._resolved: str | None = None
         self._timeout = timeout
         self._api: Any = None
         self._kind: str | None = None
         self._network_modes: dict[str, str] = {}  # Podman: container id -> network mode
 
     # -- connection ----------------------------------------------------------------
+    def endpoint(self) -> str:
+        """The engine this adapter talks to, resolved once: an engine that goes away
+        mid-run is unavailable, never swapped for another socket that happens to exist
+        (dockerd removes its socket on exit, and Podman's may be there)."""
+        if self._resolved is None:
+            self._resolved = self._base_url or docker_endpoint()
+        return self._resolved
+
     @property
     def api(self) -> Any:
         if self._api is None:
-            docker = _import_docker(self._base_url or docker_endpoint())
+            docker = _import_docker(self.endpoint())
 
             try:
                 if self._base_url:
                     self._api = docker.APIClient(base_url=self._base_url, timeout=self._timeout)
                 else:
                     kwargs = docker.utils.kwargs_from_env()
-                    kwargs.setdefault("base_url", docker_endpoint())
+                    kwargs.setdefault("base_url", self.endpoint())
                     self._api = docker.APIClient(timeout=self._timeout, **kwargs)
             except docker.errors.DockerException as exc:
                 raise self._unavailable(exc) from None
         return self._api
 
     def _unavailable(self, exc: BaseException) -> DockerUnavailable:
-        where = self._base_url or docker_endpoint()
+        where = self.endpoint()
         reason = str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__
         return DockerUnavailable(
             f"Docker daemon not reachable at {where}: {reason}",
@@ -229,7 +238,7 @@ class DockerEngine:
     # -- reads -----------------------------------------------------------------------
     def _local_socket(self) -> str | None:
         """The unix socket path when the daemon is local (reads then skip the SDK)."""
-        endpoint = self._base_url or docker_endpoint()
+        endpoint = self.endpoint()
         if endpoint.startswith("unix://"):
             return endpoint[len("unix://") :]
         return None
