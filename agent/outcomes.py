@@ -128,7 +128,7 @@ class FaultOutcomes:
         cutoff = now - self.late_s  # every check that began before this has been journaled
         known = set(self._last_check) | set(self._probe_groups)
         ready: list[str] = []
-        asked: list[str] = []
+        asked: list[tuple[str, float, list[str]]] = []  # (fault, its settle end, watchers)
         for fid, healed in self._healed.items():
             settle_end = self._settle_end(healed)
             group = str(self._pending[fid].get("group", ""))
@@ -139,22 +139,16 @@ class FaultOutcomes:
                 self._last_check.get(n, -math.inf) > settle_end for n in watchers
             ):
                 if now - self._tried_at.get(fid, -math.inf) >= 1.0:  # at most once a second
-                    asked.append(fid)
+                    asked.append((fid, settle_end, watchers))
         judged = self._judge(ready)
         if asked:
             report = build_report(self._events)
             found = {f.fault_id: f for f in report.faults}
             done = []
-            for fid in asked:
+            for fid, settle_end, watchers in asked:
                 self._tried_at[fid] = now
                 f = found.get(fid)
-                if f is not None and self._final(
-                    f,
-                    report.samples,
-                    watchers_of(f.group, known, self._probe_groups),
-                    cutoff,
-                    self._settle_end(self._healed[fid]),
-                ):
+                if f is not None and self._final(f, report.samples, watchers, cutoff, settle_end):
                     done.append(f)
             judged += done
             self._forget([f.fault_id for f in done])
